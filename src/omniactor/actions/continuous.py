@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import keyword
 import math
+import numbers
 import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Sequence
@@ -100,7 +101,11 @@ class ContinuousAction:
     names: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
-        values = tuple(float(v) for v in np.asarray(self.values, dtype=np.float64).reshape(-1))
+        raw = self.values.reshape(-1).tolist() if isinstance(self.values, np.ndarray) else list(self.values)
+        wrong = [v for v in raw if isinstance(v, bool) or not isinstance(v, numbers.Real)]
+        if wrong:
+            raise ActionValueError(f"continuous values must be numbers, got {wrong[0]!r}")
+        values = tuple(float(v) for v in raw)
         names = tuple(self.names) if self.names else tuple(f"a{i}" for i in range(len(values)))
         if not values:
             raise ActionValueError("a continuous action needs at least one value")

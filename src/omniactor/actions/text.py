@@ -284,7 +284,8 @@ _PARSERS: dict[str, Callable[[_Call], Action]] = {
 
 def _operation_line(text: str) -> str:
     """The call to parse: the ``Operation:`` line of a two-line answer, else the whole text."""
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    # split on newlines only: str.splitlines() would also split inside typed text on \x85, \u2028, ...
+    lines = [line.strip() for line in text.strip().replace("\r\n", "\n").split("\n") if line.strip()]
     ops = [line for line in lines if line.startswith("Operation:")]
     if len(ops) > 1:
         raise ActionParseError(text, "more than one 'Operation:' line")

@@ -165,10 +165,14 @@ class CodeTokenizer(ActionTokenizer):
 
     output: ClassVar[Literal["codes"]] = "codes"
 
+    #: prefix of the new tokens by default (``<act_0>``); each tokenizer picks its own so
+    #: that two tokenizers in one model never claim the same token string by accident
+    default_prefix: ClassVar[str] = "act"
+
     def __init__(self, placement: VocabularyPlacement | dict[str, Any] | None = None):
         if isinstance(placement, dict):
             placement = VocabularyPlacement.from_json(placement)
-        self.placement = placement or VocabularyPlacement()
+        self.placement = placement or VocabularyPlacement(prefix=self.default_prefix)
 
     @property
     @abstractmethod
