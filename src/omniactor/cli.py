@@ -1,0 +1,127 @@
+"""The ``omniactor`` command: one entry point, one subcommand per job.
+
+Each subcommand module registers itself with ``add_*_commands(subparsers)`` and imports
+its heavy dependencies inside its handler, so ``omniactor --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable, Sequence
+
+from . import __version__
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _parse_config(text: str | None) -> dict:
+    if not text:
+        return {}
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"--config must be a JSON object, e.g. '{{\"grid\": 32}}': {err}") from None
+    if not isinstance(config, dict):
+        raise SystemExit("--config must be a JSON object, e.g. '{\"grid\": 32}'")
+    return config
+
+
+def _actions_parse(args: argparse.Namespace) -> int:
+    from .actions import ActionParseError, action_to_json, format_action, parse_action
+
+    try:
+        action = parse_action(args.text)
+    except ActionParseError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(format_action(action))
+    print(json.dumps(action_to_json(action), ensure_ascii=False))
+    return 0
+
+
+def _actions_encode(args: argparse.Namespace) -> int:
+    from .actions import ActionError, parse_action
+    from .actions.tokenizers import build_action_tokenizer
+
+    try:
+        tokenizer = build_action_tokenizer(args.tokenizer, **_parse_config(args.config))
+        action = parse_action(args.text)
+        encoded = tokenizer.encode(action)
+        decoded = tokenizer.decode(encoded)
+    except (ActionError, KeyError, TypeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    from .actions import format_action
+
+    print(f"encoded: {encoded}")
+    print(f"decoded: {format_action(decoded)}")
+    return 0
+
+
+def _actions_tokenizers(args: argparse.Namespace) -> int:
+    from .actions import tokenizers
+
+    print(tokenizers.__doc__.strip())
+    return 0
+
+
+def add_actions_commands(subparsers: argparse._SubParsersAction) -> None:
+    actions = subparsers.add_parser("actions", help="parse, format and tokenize actions")
+    sub = actions.add_subparsers(dest="actions_command", required=True, metavar="COMMAND")
+
+    parse = sub.add_parser("parse", help="parse action text (or a variant) and print its canonical text and JSON")
+    parse.add_argument("text", help="for example 'pyautogui.click(x=634, y=927)'")
+    parse.set_defaults(handler=_actions_parse)
+
+    encode = sub.add_parser("encode", help="encode an action with an action tokenizer and decode it back")
+    encode.add_argument("text", help="canonical action text, e.g. 'click(x=0.5, y=0.25)'")
+    encode.add_argument("--tokenizer", required=True, help="tokenizer name (see `omniactor actions tokenizers`)")
+    encode.add_argument("--config", help="tokenizer arguments as JSON, e.g. '{\"grid\": 32, \"fine\": 4}'")
+    encode.set_defaults(handler=_actions_encode)
+
+    listing = sub.add_parser("tokenizers", help="list the action tokenizers")
+    listing.set_defaults(handler=_actions_tokenizers)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.out, quick=args.quick)
+
+
+def add_demo_command(subparsers: argparse._SubParsersAction) -> None:
+    demo = subparsers.add_parser(
+        "demo",
+        help="the end-to-end job: build a dataset, validate it, fit action tokenizers, report",
+        description="Writes an example dataset of all three domains, validates it, prints its statistics, "
+        "fits each domain's action tokenizers on its actions and reports their reconstruction error.",
+    )
+    demo.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
+    demo.add_argument("--quick", action="store_true", help="a smaller run, for tests")
+    demo.set_defaults(handler=_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="omniactor",
+        description="One vision-language agent for 2D GUIs and 3D embodied worlds.",
+    )
+    parser.add_argument("--version", action="version", version=f"omniactor {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from .data.cli import add_data_commands
+
+    add_data_commands(subparsers)
+    add_actions_commands(subparsers)
+    add_demo_command(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
