@@ -112,8 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from .data.cli import add_data_commands
 
+    from .models.cli import add_model_commands
+
     add_data_commands(subparsers)
     add_actions_commands(subparsers)
+    add_model_commands(subparsers)
     add_demo_command(subparsers)
     return parser
 

@@ -53,3 +53,14 @@ def test_loading_a_folder_without_safetensors_says_so(tmp_path, dense_model):
     dense_model.config.save_pretrained(tmp_path)
     with pytest.raises(FileNotFoundError, match="safetensors"):
         load_pretrained(tmp_path)
+
+
+def test_export_command_writes_a_plain_checkpoint_and_reports_bad_domains(tmp_path, dense_model, capsys):
+    from omniactor.cli import main
+
+    model = convert(copy.deepcopy(dense_model), HeterogeneityConfig(shared_layers=2))
+    save_pretrained(model, tmp_path / "ckpt")
+    assert main(["export", str(tmp_path / "ckpt"), str(tmp_path / "gui"), "--domain", "gui"]) == 0
+    assert (tmp_path / "gui" / "config.json").exists()
+    assert main(["export", str(tmp_path / "ckpt"), str(tmp_path / "x"), "--domain", "web"]) == 1
+    assert "unknown domain 'web'" in capsys.readouterr().err

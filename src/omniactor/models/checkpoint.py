@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .adapters import ADAPTERS_KEY, adapter_config, attach_adapters
 from .heterogeneity import CONFIG_KEY, HeterogeneityConfig, convert, heterogeneity_config
 
 WEIGHTS_INDEX = "model.safetensors.index.json"
@@ -110,6 +111,9 @@ def load_pretrained(directory: str | Path, dtype: torch.dtype | None = None, dev
     config = AutoConfig.from_pretrained(directory, local_files_only=True)
     state = read_state_dict(directory)
     model = empty_model(config, heterogeneity_config(config))
+    adapters = adapter_config(config)
+    if adapters is not None:
+        attach_adapters(model, adapters)
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     model = _assign(model, state, str(directory))
@@ -119,15 +123,18 @@ def load_pretrained(directory: str | Path, dtype: torch.dtype | None = None, dev
 def dense_state_dict(model: nn.Module, domain: str) -> dict[str, torch.Tensor]:
     """One domain's path of a converted model, under the dense model's parameter names."""
     het = heterogeneity_config(model)
+    # action-space adapters (regression / classification heads, state input) are omniactor
+    # modules that the base architecture cannot hold: the dense view is the language path
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("omniactor_adapters.")}
     if het is None or het.variant == "dense":
-        return dict(model.state_dict())
+        return state
     if het.variant == "router":
         raise ValueError("a router model routes tokens, not domains: it has no single dense path per domain to export")
     if domain not in het.domains:
         raise ValueError(f"unknown domain {domain!r}; this model has domains {list(het.domains)}")
     mine = f"experts.{domain}."
     out = {}
-    for key, value in model.state_dict().items():
+    for key, value in state.items():
         if ".experts." not in key:
             out[key] = value
         elif mine in key:
@@ -145,8 +152,9 @@ def export_dense(model_or_dir: nn.Module | str | Path, domain: str, out: str | P
         model = model_or_dir
     state = dense_state_dict(model, domain)
     config = model.config.__class__.from_dict(model.config.to_dict())
-    if hasattr(config, CONFIG_KEY):
-        delattr(config, CONFIG_KEY)
+    for key in (CONFIG_KEY, ADAPTERS_KEY):
+        if hasattr(config, key):
+            delattr(config, key)
     dense = _assign(empty_model(config), {k: v.detach().clone() for k, v in state.items()}, f"export of {domain}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -158,8 +158,13 @@ def _router_pre_hook(layer: nn.Module, args: tuple, kwargs: dict) -> None:
 
 
 def _domain_pre_hook(model: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-    """Take ``domain_ids`` / ``domain`` out of the forward call and into the routing context."""
+    """Take ``domain_ids`` / ``domain`` (and ``state``) out of the forward call into the model's context."""
     context: RoutingContext = model.omniactor_context
+    state = kwargs.pop("state", None)
+    if state is not None:  # the state vectors of a model with a state input (adapters.py)
+        from .adapters import set_state
+
+        set_state(model, state)
     domain_ids = kwargs.pop("domain_ids", None)
     domain = kwargs.pop("domain", None)
     if domain_ids is not None and domain is not None:

@@ -1,0 +1,164 @@
+"""Action-space adapters beside the language head, and the state-vector input.
+
+From "Grounding MLLMs in Actions": instead of emitting action tokens through the LM
+head, a model can predict actions with a dedicated head on its final hidden state:
+
+- ``RegressionHead`` (continuous "Pred"): an MLP -> ``tanh`` -> D values in ``[-1, 1]``
+  (normalised actions), trained with MSE;
+- ``ClassificationHead`` (discrete "Pred"): a linear layer -> logits over the action set,
+  trained with cross-entropy.
+
+Both read the hidden state of the last real token of each sequence (``last_token_states``).
+
+``StateProjector`` feeds a low-dimensional state vector (proprioception, object poses,
+Meta-World's 39-D observation) into the sequence: the input embedding of each ``<state>``
+placeholder token is replaced by ``MLP(state)``. It hooks the input embedding layer, so it
+works for any family and for generation (the placeholder sits in the prompt).
+
+Adapters attach to a model with ``attach_adapters`` (recorded in the model config under
+``omniactor_adapters`` so ``load_pretrained`` rebuilds them before loading weights).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+ADAPTERS_KEY = "omniactor_adapters"
+
+
+def last_token_states(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """``(B, T, D)`` -> ``(B, D)``: the state of each row's last attended token (right padding)."""
+    if attention_mask is None:
+        return hidden_states[:, -1]
+    last = attention_mask.long().sum(dim=1) - 1
+    return hidden_states[torch.arange(hidden_states.shape[0], device=hidden_states.device), last.clamp(min=0)]
+
+
+class RegressionHead(nn.Module):
+    """Final hidden state ``(B, H)`` -> normalised continuous action ``(B, D)`` in ``[-1, 1]``."""
+
+    def __init__(self, hidden_size: int, action_dim: int, width: int = 256, layers: int = 2):
+        super().__init__()
+        blocks: list[nn.Module] = []
+        size = hidden_size
+        for _ in range(layers - 1):
+            blocks += [nn.Linear(size, width), nn.GELU()]
+            size = width
+        blocks.append(nn.Linear(size, action_dim))
+        self.net = nn.Sequential(*blocks)
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(states.to(self.net[0].weight.dtype)))
+
+    @staticmethod
+    def loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return nn.functional.mse_loss(predicted.float(), target.float())
+
+
+class ClassificationHead(nn.Module):
+    """Final hidden state ``(B, H)`` -> logits over ``num_actions`` discrete actions."""
+
+    def __init__(self, hidden_size: int, num_actions: int):
+        super().__init__()
+        self.linear = nn.Linear(hidden_size, num_actions)
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        return self.linear(states.to(self.linear.weight.dtype))
+
+    @staticmethod
+    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(logits.float(), target.long())
+
+
+class StateProjector(nn.Module):
+    """State vector ``(B, S)`` -> one embedding ``(B, H)`` per ``<state>`` placeholder token."""
+
+    def __init__(self, state_dim: int, hidden_size: int, width: int = 256):
+        super().__init__()
+        self.state_dim = state_dim
+        self.net = nn.Sequential(nn.Linear(state_dim, width), nn.GELU(), nn.Linear(width, hidden_size))
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        return self.net(state.to(self.net[0].weight.dtype))
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """Which adapters a model carries (all optional)."""
+
+    regression_dims: dict[str, int] | None = None
+    """per domain: width of a continuous regression head (e.g. {"embodied": 7})"""
+    classification_sizes: dict[str, int] | None = None
+    """per domain: number of actions of a discrete classification head (e.g. {"discrete": 7})"""
+    state_dim: int = 0
+    """width of the state vector fed through the StateProjector (0: no state input)"""
+    state_token_id: int | None = None
+    """id of the ``<state>`` placeholder token whose embedding the projection replaces"""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _StateInput:
+    """The embedding hook: rows of ``<state>`` tokens get ``projector(state)``."""
+
+    def __init__(self, model: nn.Module, token_id: int):
+        self.model, self.token_id = model, token_id
+        self.state: torch.Tensor | None = None
+
+    def __call__(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        (input_ids,) = inputs[:1]
+        where = input_ids == self.token_id
+        if not bool(where.any()):
+            return output
+        if self.state is None:
+            raise ValueError("the prompt has <state> tokens but no state= was given")
+        counts = where.sum(dim=1)
+        if bool((counts > 1).any()):
+            raise ValueError("each sample may hold at most one <state> token")
+        rows = counts.nonzero(as_tuple=True)[0]
+        state = self.state
+        if state.shape[0] != input_ids.shape[0] and input_ids.shape[0] % state.shape[0] == 0:
+            state = state.repeat_interleave(input_ids.shape[0] // state.shape[0], dim=0)
+        projected = self.model.omniactor_adapters["state"](state[rows]).to(output.dtype)
+        output = output.clone()
+        output[where] = projected
+        return output
+
+
+def attach_adapters(model: nn.Module, config: AdapterConfig) -> nn.Module:
+    """Add the adapters of ``config`` to ``model`` (in place) and record them in its config."""
+    hidden = model.config.get_text_config().hidden_size
+    adapters = nn.ModuleDict()
+    for domain, dim in (config.regression_dims or {}).items():
+        adapters[f"regression_{domain}"] = RegressionHead(hidden, dim)
+    for domain, size in (config.classification_sizes or {}).items():
+        adapters[f"classification_{domain}"] = ClassificationHead(hidden, size)
+    if config.state_dim:
+        if config.state_token_id is None:
+            raise ValueError("state input needs state_token_id (the id of the <state> placeholder token)")
+        adapters["state"] = StateProjector(config.state_dim, hidden)
+        hook = _StateInput(model, config.state_token_id)
+        model.get_input_embeddings().register_forward_hook(hook)
+        model.omniactor_state_input = hook
+    model.omniactor_adapters = adapters
+    setattr(model.config, ADAPTERS_KEY, config.to_json())
+    return model
+
+
+def adapter_config(model_or_config: Any) -> AdapterConfig | None:
+    config = getattr(model_or_config, "config", model_or_config)
+    data = getattr(config, ADAPTERS_KEY, None)
+    return AdapterConfig(**data) if data else None
+
+
+def set_state(model: nn.Module, state: torch.Tensor | None) -> None:
+    """The state vectors ``(B, S)`` of the next forward calls (``None`` to clear)."""
+    hook = getattr(model, "omniactor_state_input", None)
+    if hook is None:
+        raise ValueError("this model has no state input (attach_adapters with state_dim > 0)")
+    hook.state = state
