@@ -41,9 +41,6 @@ VARIANTS: tuple[str, ...] = ("dense", "omniactor", "hard", "router")
 DEFAULT_DOMAINS: tuple[str, ...] = ("gui", "embodied")
 CONFIG_KEY = "omniactor"  # the heterogeneity config is stored under this key of the HF config
 
-# where the language model's decoder layers live, in the families we support
-_LAYER_PATHS = ("model.language_model.layers", "model.text_model.layers", "language_model.model.layers", "model.layers")
-
 
 @dataclass(frozen=True)
 class HeterogeneityConfig:
@@ -110,22 +107,14 @@ def _set(root: nn.Module, path: str, value: nn.Module) -> None:
 
 
 def find_layout(model: nn.Module) -> ModelLayout:
-    """Locate the decoder layers, the final norm and the head of a HF VLM / causal LM."""
-    for path in _LAYER_PATHS:
-        try:
-            layers = _get(model, path)
-        except AttributeError:
-            continue
-        if isinstance(layers, nn.ModuleList) and len(layers) > 0:
-            parent = path.rpartition(".")[0]
-            norm = f"{parent}.norm" if hasattr(_get(model, parent), "norm") else None
-            if not hasattr(model, "lm_head"):
-                break
-            return ModelLayout(path, layers, norm, "lm_head")
-    raise ValueError(
-        f"{type(model).__name__}: cannot find the decoder layers (looked at {', '.join(_LAYER_PATHS)}) "
-        "and an lm_head; this model family is not supported yet"
-    )
+    """Locate the decoder layers, the final norm and the head of a supported HF VLM."""
+    from .presets import family_of
+
+    spec = family_of(model)  # raises with the list of supported families
+    layers = _get(model, spec.layers_path)
+    if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
+        raise ValueError(f"{type(model).__name__}: {spec.layers_path} holds no decoder layers")
+    return ModelLayout(spec.layers_path, layers, spec.final_norm_path, spec.head_path)
 
 
 def _has_parameters(module: nn.Module) -> bool:
@@ -217,15 +206,15 @@ def convert(model: nn.Module, config: HeterogeneityConfig) -> nn.Module:
     if config.heads_separated:
         if layout.norm_path is not None:
             _set(model, layout.norm_path, _route(_get(model, layout.norm_path), context))
-        _untie_head(model)
+        _untie_head(model, layout.head_path)
         _set(model, layout.head_path, _route(_get(model, layout.head_path), context))
     _record(model, config)
     return model
 
 
-def _untie_head(model: nn.Module) -> None:
+def _untie_head(model: nn.Module, head_path: str) -> None:
     """Give the head its own weight: per-domain heads cannot stay tied to the embeddings."""
-    head = _get(model, "lm_head")
+    head = _get(model, head_path)
     embed = model.get_input_embeddings()
     if head.weight is embed.weight:
         head.weight = nn.Parameter(embed.weight.detach().clone())
