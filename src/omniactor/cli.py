@@ -113,9 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .data.cli import add_data_commands
 
     from .models.cli import add_model_commands
+    from .training.cli import add_train_command
 
     add_data_commands(subparsers)
     add_actions_commands(subparsers)
+    add_train_command(subparsers)
     add_model_commands(subparsers)
     add_demo_command(subparsers)
     return parser

@@ -41,7 +41,7 @@ def test_round_trip_through_json_text():
     text = json.dumps(sample.to_json())
     again = Sample.from_json(json.loads(text))
     assert again == sample
-    assert again.meta == {"source": "src", "episode": "e1", "step": 2, "app": "Settings"}
+    assert again.meta == {"source": "src", "episode": "e1", "step": 2, "instruction": "tap ok", "app": "Settings"}
     assert again.answer == format_action(sample.action)
     assert list(sample.to_json())[:3] == ["meta", "domain", "action"]  # meta first: a cut line still names itself
 

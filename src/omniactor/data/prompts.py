@@ -158,5 +158,6 @@ def build_sample(
         images=list(images),
         domain=domain,
         action=action,
-        meta={"source": source, "episode": episode, "step": step, **extra_meta},
+        # the raw instruction lets training re-render the prompt (another history length, ...)
+        meta={"source": source, "episode": episode, "step": step, "instruction": instruction, **extra_meta},
     )

@@ -1,0 +1,203 @@
+"""The run configuration of ``omniactor train``: one YAML file, ``key=value`` overrides.
+
+Every field carries a one-line help (``config_help()``); unknown keys fail with a "did you
+mean". The resolved configuration is written beside the run's outputs (``config.yaml``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class SourceConfig:
+    """One dataset folder in the mixture."""
+
+    path: str = ""
+    """dataset folder in the unified sample format"""
+    weight: float = 1.0
+    """resampling factor: the folder's records are used ``weight`` times per epoch (5.0: the paper's embodied data)"""
+    name: str | None = None
+    """label in the metrics (default: the folder name)"""
+
+
+@dataclass
+class ActionTokenizerConfig:
+    """How one domain's actions become the model's targets."""
+
+    name: str = "gui_text"
+    """a registered action tokenizer (``omniactor actions tokenizers``)"""
+    args: dict[str, Any] = field(default_factory=dict)
+    """its constructor arguments, e.g. {num_bins: 256} or {grid: 32}"""
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs."""
+
+    # -- model ------------------------------------------------------------------------
+    model: str = "tiny"
+    """a preset name (tiny, tiny-qwen2.5-vl, ...) or a local checkpoint folder"""
+    variant: str = "omniactor"
+    """dense | omniactor | hard | router"""
+    shared_layers: int | None = None
+    """K, the shared decoder layers (default: the preset's, the paper's 8 of 28 for 7B)"""
+    domains: list[str] = field(default_factory=lambda: ["gui", "embodied", "discrete"])
+    """domain names in the order of their ids; samples of other domains are refused"""
+    router_aux_weight: float = 0.01
+    """weight of the routers' load-balancing loss (router variant)"""
+    action_tokenizers: dict[str, ActionTokenizerConfig] = field(default_factory=lambda: {
+        "gui": ActionTokenizerConfig("gui_text"),
+        "embodied": ActionTokenizerConfig("uniform", {"num_bins": 256}),
+        "discrete": ActionTokenizerConfig("discrete_semlang"),
+    })
+    """per domain: the action tokenizer that turns its actions into targets"""
+    lora: dict[str, Any] | None = None
+    """PEFT LoRA settings (e.g. {r: 16, alpha: 32}); None trains every parameter"""
+    gradient_checkpointing: bool = False
+    """recompute activations in the backward pass (GPU memory for time)"""
+
+    # -- data ---------------------------------------------------------------------------
+    data: list[SourceConfig] = field(default_factory=list)
+    """the dataset folders to mix"""
+    eval_data: list[SourceConfig] = field(default_factory=list)
+    """held-out dataset folders, evaluated every eval_every steps (loss per domain)"""
+    history: int = 4
+    """previous actions shown in the prompt (needs meta.instruction in the records)"""
+    image_size: int | None = 112
+    """images are resized to this square size before the processor (None: as stored)"""
+    skip_invalid: bool = False
+    """skip records that fail validation (counted and reported) instead of refusing to start"""
+    cache_dir: str | None = None
+    """where preprocessed samples are cached (default: <output_dir>/../.cache/omniactor)"""
+
+    # -- optimisation -------------------------------------------------------------------
+    output_dir: str = "outputs/train"
+    """run folder: checkpoints, metrics.jsonl, TensorBoard logs, config.yaml, final model"""
+    seed: int = 0
+    """seed of the model init, the data order and dropout"""
+    max_steps: int = 100
+    """optimizer steps to run"""
+    batch_size: int = 8
+    """global batch size (samples per optimizer step, over all processes)"""
+    learning_rate: float = 1e-5
+    """peak learning rate of AdamW (the paper: 1e-5)"""
+    weight_decay: float = 0.0
+    """AdamW weight decay"""
+    warmup_ratio: float = 0.03
+    """fraction of max_steps spent warming up linearly (the paper: 0.03)"""
+    lr_schedule: str = "cosine"
+    """cosine | linear | constant (after warm-up)"""
+    max_grad_norm: float = 1.0
+    """gradient clipping (0: off)"""
+    mixed_precision: str = "no"
+    """no | bf16 | fp16 (bf16 on GPUs)"""
+    deepspeed: str | None = None
+    """a DeepSpeed config JSON (e.g. configs/deepspeed/zero3.json) for accelerate"""
+
+    # -- bookkeeping ---------------------------------------------------------------------
+    log_every: int = 10
+    """steps between metric records (metrics.jsonl, TensorBoard)"""
+    eval_every: int = 0
+    """steps between held-out evaluations (0: only at the end)"""
+    save_every: int = 50
+    """steps between checkpoints"""
+    keep_checkpoints: int = 2
+    """how many of the newest checkpoints to keep"""
+
+    def resolved_shared_layers(self, preset_default: int) -> int:
+        return preset_default if self.shared_layers is None else self.shared_layers
+
+
+def _help_of(cls: type) -> dict[str, str]:
+    """Field docstrings (the string literal after each field) as a dict."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body
+    out = {}
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            out[node.target.id] = str(nxt.value.value)
+    return out
+
+
+def config_help() -> dict[str, str]:
+    return _help_of(TrainConfig)
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """A dataclass of ``cls`` from plain data, refusing unknown keys with a suggestion."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"{where}: unknown key {key!r}{hint}")
+        if cls is TrainConfig and key in ("data", "eval_data"):
+            value = [_build(SourceConfig, v if isinstance(v, dict) else {"path": v}, f"{where}.{key}[{i}]")
+                     for i, v in enumerate(value or [])]
+        elif cls is TrainConfig and key == "action_tokenizers":
+            value = {d: _build(ActionTokenizerConfig, v, f"{where}.action_tokenizers.{d}") for d, v in value.items()}
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _parse_value(text: str) -> Any:
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``key=value`` (dotted keys for nested mappings; values parsed as YAML) applied to ``data``."""
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like key=value (e.g. variant=hard)")
+        key, value = item.split("=", 1)
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {part!r} is not a mapping")
+        node[parts[-1]] = _parse_value(value)
+    return data
+
+
+def to_plain(config: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """The config of a YAML file (or the defaults) with overrides applied."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text())
+        data = loaded or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a config file holds a mapping of keys to values")
+    data = apply_overrides(data, list(overrides))
+    where = str(path) if path else "config"
+    if "action_tokenizers" in data:  # a partial mapping overrides the defaults per domain
+        merged = {d: dataclasses.asdict(v) for d, v in TrainConfig().action_tokenizers.items()}
+        for domain, given in (data["action_tokenizers"] or {}).items():
+            base = merged.get(domain, {"name": None, "args": {}})
+            if isinstance(given, dict) and given.get("name", base["name"]) != base["name"]:
+                base = {"name": given["name"], "args": {}}  # another tokenizer: the old args do not apply
+            merged[domain] = {**base, **given} if isinstance(given, dict) else given
+        data["action_tokenizers"] = merged
+    return _build(TrainConfig, data, where)
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_plain(config), sort_keys=False))

@@ -1,0 +1,332 @@
+"""Training data: mixed dataset folders -> cached model inputs -> domain-homogeneous batches.
+
+1. ``collect_items`` validates every folder (refusing bad records by name, or skipping and
+   counting them with ``skip_invalid``), reads the records' metadata, and recovers each
+   step's previous actions from its episode (for a configurable history length).
+2. ``SampleEncoder`` turns one record into model inputs: the chat prompt (system, image(s),
+   instruction, history) through the family's processor, then the target (the action
+   through the domain's action tokenizer) and the end-of-turn token. Labels are -100
+   everywhere but the target, so the loss covers exactly the assistant's answer.
+3. ``PreprocessedCache`` stores the encoded samples in safetensors chunks keyed by a
+   fingerprint of the data, the processor and the encoding settings; a restart reuses it,
+   and each sample is read back alone (memory-mapped), so memory stays flat.
+4. ``DomainBatchSampler`` yields global batches that each hold one domain (the MoE then
+   costs what the dense model does), in a seeded random interleaving of domains, with
+   per-source resampling weights; its position is part of a checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ..actions import Action, action_from_json, format_action
+from ..actions.tokenizers.base import ActionTokenizer, CodeTokenizer
+from ..data import DatasetReader, validate_dataset
+from ..data.prompts import human_turn
+from ..data.sample import IMAGE_MARKER
+from .config import SourceConfig
+
+CHUNK = 256
+
+
+class DataError(ValueError):
+    """The training data cannot be used as given (the message names the records)."""
+
+
+@dataclass
+class Item:
+    """What training needs to know of one record before encoding it."""
+
+    source: int
+    root: str
+    file: str
+    line: int
+    domain: str
+    episode: str
+    step: int
+
+
+def _source_name(source: SourceConfig) -> str:
+    return source.name or Path(source.path).name
+
+
+def collect_items(
+    sources: Sequence[SourceConfig], domains: Sequence[str], skip_invalid: bool = False
+) -> tuple[list[Item], dict[str, Any]]:
+    """Every usable record of ``sources``; a report of what was skipped and why."""
+    items: list[Item] = []
+    report: dict[str, Any] = {"skipped_invalid": 0, "skipped_domain": 0, "examples": []}
+    for index, source in enumerate(sources):
+        root = Path(source.path)
+        validation = validate_dataset(root, images="exists")
+        bad = {(issue.file, issue.line) for issue in validation.issues}
+        if validation.issues and not skip_invalid:
+            shown = "\n".join(issue.format(root) for issue in validation.issues[:20])
+            more = len(validation.issues) - 20
+            raise DataError(
+                f"{root}: {validation.bad} bad record(s); training refuses to start (pass skip_invalid=true to "
+                f"skip them and count them):\n{shown}" + (f"\n... and {more} more" if more > 0 else "")
+            )
+        report["skipped_invalid"] += validation.bad  # every bad record, readable or not
+        for record in DatasetReader(root, errors="warn").records():
+            if (record.file, record.line) in bad:
+                continue
+            sample = record.sample
+            if sample.domain not in domains:
+                report["skipped_domain"] += 1
+                if len(report["examples"]) < 5:
+                    report["examples"].append(f"{root}/{record.file}:{record.line}: domain {sample.domain!r}")
+                continue
+            items.append(Item(index, str(root), record.file, record.line, sample.domain, sample.episode, sample.step))
+    if report["skipped_domain"]:
+        raise DataError(
+            f"{report['skipped_domain']} record(s) have a domain the model does not have (domains: {list(domains)}), "
+            f"e.g. {report['examples'][0]}; add the domain to `domains` or leave those folders out"
+        )
+    if not items:
+        raise DataError("no training records: give at least one dataset folder in `data`")
+    return items, report
+
+
+def fingerprint(parts: Sequence[Any]) -> str:
+    """A short stable hash of JSON-able parts (data folder states, processor settings, ...)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def folder_state(root: str | Path) -> list[Any]:
+    """What identifies a dataset folder's content: its manifest and its shards' sizes and times."""
+    root = Path(root)
+    manifest = (root / "manifest.json").read_bytes() if (root / "manifest.json").exists() else b""
+    shards = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in (root / "shards").glob("*.jsonl"))
+    return [hashlib.sha256(manifest).hexdigest(), shards]
+
+
+def processor_state(processor: Any) -> list[Any]:
+    tokenizer = getattr(processor, "tokenizer", processor)
+    image = getattr(processor, "image_processor", None)
+    return [type(processor).__name__, len(tokenizer), sorted(tokenizer.get_added_vocab().items()),
+            getattr(tokenizer, "chat_template", None), image.to_dict() if image is not None else None]
+
+
+class SampleEncoder:
+    """One record -> ``{input_ids, labels, attention_mask, pixel_values, ...}`` tensors."""
+
+    def __init__(self, processor: Any, action_tokenizers: dict[str, ActionTokenizer], history: int,
+                 image_size: int | None):
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.action_tokenizers = action_tokenizers
+        self.history = history
+        self.image_size = image_size
+        self.end_id = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        if self.end_id is None or self.end_id == self.tokenizer.unk_token_id:
+            self.end_id = self.tokenizer.eos_token_id
+
+    def target_ids(self, domain: str, action: Action) -> list[int]:
+        """The answer's token ids: the action through the domain's tokenizer, then end-of-turn."""
+        tok = self.action_tokenizers[domain]
+        if isinstance(tok, CodeTokenizer):
+            ids = tok.encode_ids(action)
+        else:
+            ids = self.tokenizer(tok.encode(action), add_special_tokens=False)["input_ids"]
+        return list(ids) + [self.end_id]
+
+    def prompt_text(self, sample: Any, previous: Sequence[Action]) -> tuple[str, int]:
+        """The human turn (re-rendered with ``history`` when the instruction is known)."""
+        instruction = sample.meta.get("instruction")
+        n_images = len(sample.images)
+        if instruction is not None:
+            shown = list(previous)[-self.history:] if self.history else []
+            text = human_turn(instruction, 0, [format_action(a) for a in shown])
+        else:
+            text = sample.prompt.replace(IMAGE_MARKER, "").strip()
+        return text, n_images
+
+    def encode(self, sample: Any, images: list, previous: Sequence[Action]) -> dict[str, torch.Tensor]:
+        text, n_images = self.prompt_text(sample, previous)
+        if self.image_size:
+            images = [im.convert("RGB").resize((self.image_size, self.image_size)) for im in images]
+        content = [{"type": "image"} for _ in range(n_images)] + [{"type": "text", "text": text}]
+        messages = [{"role": "system", "content": [{"type": "text", "text": sample.system}]},
+                    {"role": "user", "content": content}]
+        prompt = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        inputs = self.processor(text=[prompt], images=images or None, return_tensors="pt")
+        target = torch.tensor(self.target_ids(sample.domain, sample.action), dtype=torch.long)
+        prompt_ids = inputs["input_ids"][0]
+        out = {"input_ids": torch.cat([prompt_ids, target]),
+               "labels": torch.cat([torch.full_like(prompt_ids, -100), target])}
+        for key, value in inputs.items():
+            if key in ("input_ids", "attention_mask"):
+                continue
+            if key in ("mm_token_type_ids", "token_type_ids"):
+                out[key] = torch.cat([value[0], torch.zeros_like(target)])
+            else:
+                out[key] = value
+        return out
+
+
+def _previous_actions(items: Sequence[Item]) -> dict[int, list[int]]:
+    """Index of each item -> indices of the earlier steps of its episode, in order."""
+    episodes: dict[tuple[int, str], list[int]] = {}
+    for i, item in enumerate(items):
+        episodes.setdefault((item.source, item.episode), []).append(i)
+    previous: dict[int, list[int]] = {}
+    for members in episodes.values():
+        members.sort(key=lambda i: items[i].step)
+        for position, i in enumerate(members):
+            previous[i] = members[:position]
+    return previous
+
+
+class PreprocessedCache(torch.utils.data.Dataset):
+    """Encoded samples in safetensors chunks under ``directory`` (built once, then reused)."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        meta = json.loads((self.directory / "index.json").read_text())
+        self.domains: list[str] = meta["domains"]
+        self.sources: list[int] = meta["sources"]
+        self.lengths: list[int] = meta["lengths"]
+        self._handles: dict[int, Any] = {}
+
+    @staticmethod
+    def build(directory: str | Path, items: Sequence[Item], encoder: SampleEncoder, progress: bool = True) -> None:
+        """Encode every item into ``directory`` (written to a temporary folder, then renamed)."""
+        from safetensors.torch import save_file
+        from tqdm.auto import tqdm
+
+        directory = Path(directory)
+        tmp = directory.with_name(directory.name + f".tmp-{os.getpid()}")
+        tmp.mkdir(parents=True, exist_ok=True)
+        previous = _previous_actions(items)
+        readers: dict[str, DatasetReader] = {}
+        samples: dict[tuple[str, str, int], Any] = {}
+        for item in items:  # one streaming pass per folder to get the samples back
+            if item.root not in readers:
+                readers[item.root] = DatasetReader(item.root, errors="warn")
+                wanted = {(i.file, i.line) for i in items if i.root == item.root}
+                for record in readers[item.root].records():
+                    if (record.file, record.line) in wanted:
+                        samples[(item.root, record.file, record.line)] = record.sample
+        chunk: dict[str, torch.Tensor] = {}
+        lengths = []
+        for index, item in enumerate(tqdm(items, desc="preprocess", disable=not progress, leave=False)):
+            sample = samples[(item.root, item.file, item.line)]
+            history = [samples[(items[j].root, items[j].file, items[j].line)].action for j in previous[index]]
+            images = readers[item.root].load_images(sample)
+            encoded = encoder.encode(sample, images, history)
+            lengths.append(int(encoded["input_ids"].shape[0]))
+            for key, value in encoded.items():
+                chunk[f"{index % CHUNK}.{key}"] = value.contiguous()
+            if index % CHUNK == CHUNK - 1 or index == len(items) - 1:
+                save_file(chunk, str(tmp / f"chunk-{index // CHUNK:05d}.safetensors"))
+                chunk = {}
+        meta = {"domains": [i.domain for i in items], "sources": [i.source for i in items], "lengths": lengths}
+        (tmp / "index.json").write_text(json.dumps(meta))
+        if directory.exists():  # another process finished first: keep its copy
+            import shutil
+
+            shutil.rmtree(tmp)
+            return
+        os.replace(tmp, directory)
+
+    def __len__(self) -> int:
+        return len(self.domains)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        from safetensors import safe_open
+
+        chunk = index // CHUNK
+        if chunk not in self._handles:
+            self._handles[chunk] = safe_open(str(self.directory / f"chunk-{chunk:05d}.safetensors"), "pt")
+        handle = self._handles[chunk]
+        prefix = f"{index % CHUNK}."
+        return {k[len(prefix):]: handle.get_tensor(k) for k in handle.keys() if k.startswith(prefix)}
+
+    def __getstate__(self) -> dict[str, Any]:  # DataLoader workers reopen their own handles
+        state = dict(self.__dict__)
+        state["_handles"] = {}
+        return state
+
+
+class DomainBatchSampler:
+    """Global batches of one domain each, domains interleaved at random, resumable.
+
+    ``weights[s]`` resamples source ``s``: each epoch uses its items ``floor(w)`` times plus a
+    random ``frac(w)`` share of them once more. Each domain's last incomplete batch of an
+    epoch is dropped (the next epoch's order differs, so no sample is lost for good).
+    ``seek(n)`` continues after ``n`` consumed batches, so a resumed run gets the same next batch.
+    """
+
+    def __init__(self, domains: Sequence[str], sources: Sequence[int], weights: Sequence[float], batch_size: int,
+                 seed: int = 0):
+        self.domains, self.sources = list(domains), list(sources)
+        self.weights, self.batch_size, self.seed = list(weights), batch_size, seed
+        self.epoch, self.position = 0, 0
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        rng = np.random.default_rng([self.seed, epoch])
+        by_domain: dict[str, list[int]] = {}
+        for index, (domain, source) in enumerate(zip(self.domains, self.sources)):
+            weight = self.weights[source]
+            copies = int(math.floor(weight)) + int(rng.random() < weight - math.floor(weight))
+            by_domain.setdefault(domain, []).extend([index] * copies)
+        batches = []
+        for domain in sorted(by_domain):
+            order = rng.permutation(np.asarray(by_domain[domain], dtype=np.int64)).tolist()
+            full = len(order) - len(order) % self.batch_size  # drop the tail: every batch is full
+            batches += [order[i:i + self.batch_size] for i in range(0, full, self.batch_size)]
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        while True:
+            batches = self.epoch_batches(self.epoch)
+            while self.position < len(batches):
+                batch = batches[self.position]
+                self.position += 1
+                yield batch
+            self.epoch, self.position = self.epoch + 1, 0
+
+    def seek(self, consumed: int) -> None:
+        """Continue after ``consumed`` batches (what a checkpoint records: prefetching data
+        loaders run ahead of training, so the sampler's own position is not the truth)."""
+        self.epoch, self.position = 0, 0
+        while True:
+            length = len(self.epoch_batches(self.epoch))
+            if length == 0:
+                raise DataError("no full batch can be formed: lower batch_size or add data")
+            if consumed < length:
+                self.position = consumed
+                return
+            consumed -= length
+            self.epoch += 1
+
+
+def collate(samples: Sequence[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad the per-token tensors; concatenate the image tensors along their first dim."""
+    longest = max(s["input_ids"].shape[0] for s in samples)
+    batch: dict[str, torch.Tensor] = {}
+    pad_values = {"input_ids": pad_id, "labels": -100, "mm_token_type_ids": 0, "token_type_ids": 0}
+    for key, fill in pad_values.items():
+        if key in samples[0]:
+            batch[key] = torch.stack([torch.nn.functional.pad(s[key], (0, longest - s[key].shape[0]), value=fill)
+                                      for s in samples])
+    batch["attention_mask"] = torch.stack([
+        torch.nn.functional.pad(torch.ones_like(s["input_ids"]), (0, longest - s["input_ids"].shape[0]))
+        for s in samples])
+    for key in samples[0]:
+        if key not in batch:
+            try:
+                batch[key] = torch.cat([s[key] for s in samples], dim=0)
+            except RuntimeError as err:
+                raise DataError(f"cannot batch {key!r} of different shapes ({err}); set image_size") from None
+    return batch

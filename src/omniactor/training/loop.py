@@ -1,0 +1,352 @@
+"""Supervised fine-tuning, top to bottom, on Accelerate (DDP / FSDP / DeepSpeed come from it).
+
+``train(config)``:
+1. model: a preset or a local checkpoint, converted to ``config.variant``; each domain's
+   action tokenizer fitted on its actions and its vocabulary added; optional LoRA (PEFT);
+2. data: validated folders -> cached encodings -> domain-homogeneous global batches, each
+   process taking its slice;
+3. the loop: loss over the answer tokens normalised by the global token count (so N
+   processes compute exactly what one process would on the same global batch), the
+   routers' balance loss, AdamW + warm-up/cosine, clipping; a progress bar; metrics per
+   domain and per source in ``metrics.jsonl`` and TensorBoard; held-out loss per domain;
+4. checkpoints: every ``save_every`` steps, written to a temporary folder and renamed when
+   complete (a crash leaves a complete checkpoint or none), the newest ``keep_checkpoints``
+   kept; re-running the same command resumes from the newest one (model, optimizer,
+   scheduler, RNG and data position);
+5. the final model, processor and action tokenizers in ``<output_dir>/final``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import TrainConfig, save_config
+from .data import (
+    DataError, DomainBatchSampler, PreprocessedCache, SampleEncoder, collate, collect_items, fingerprint,
+    folder_state, processor_state,
+)
+
+CHECKPOINT_PREFIX = "checkpoint-"
+STATE_FILE = "trainer_state.json"
+
+
+# ---------------------------------------------------------------------------- model
+
+
+def build_model(config: TrainConfig) -> tuple[Any, Any, int]:
+    """``(model, processor, K)`` for ``config.model``: a preset name or a local checkpoint."""
+    from ..models.presets import build_model as build_preset
+    from ..models.presets import get_preset, load_model, paper_shared_layers
+
+    if Path(config.model).is_dir():
+        model, processor = load_model(config.model, dtype="float32")
+        layers = model.config.get_text_config().num_hidden_layers
+        return model, processor, config.resolved_shared_layers(paper_shared_layers(layers))
+    preset = get_preset(config.model)
+    model, processor = build_preset(preset, seed=config.seed)
+    return model, processor, config.resolved_shared_layers(preset.shared_layers)
+
+
+def fit_action_tokenizers(config: TrainConfig, items: list, model: Any, processor: Any) -> dict[str, Any]:
+    """Each domain's action tokenizer, fitted on that domain's training actions, vocabulary added."""
+    from ..actions import ContinuousAction, DiscreteAction
+    from ..actions.tokenizers import build_action_tokenizer
+    from ..data import DatasetReader
+    from ..models.vocabulary import add_action_vocabulary
+
+    actions: dict[str, list] = {}
+    roots = sorted({item.root for item in items})
+    for root in roots:
+        for sample in DatasetReader(root, errors="warn"):
+            actions.setdefault(sample.domain, []).append(sample.action)
+    tokenizers = {}
+    for domain in config.domains:
+        spec = config.action_tokenizers.get(domain)
+        if spec is None:
+            raise DataError(f"no action tokenizer configured for domain {domain!r} (action_tokenizers.{domain})")
+        args = dict(spec.args)
+        seen = actions.get(domain, [])
+        if "names" not in args and seen and isinstance(seen[0], DiscreteAction):
+            args["names"] = sorted({a.name for a in seen})
+        tokenizer = build_action_tokenizer(spec.name, **args)
+        if seen and isinstance(seen[0], ContinuousAction):
+            tokenizer.fit(seen)
+        add_action_vocabulary(model, processor.tokenizer, tokenizer)
+        tokenizers[domain] = tokenizer
+    return tokenizers
+
+
+def apply_lora(model: Any, settings: dict[str, Any], new_token_ids: list[int]) -> Any:
+    """Wrap ``model`` with PEFT LoRA on every attention/FFN projection (per-domain experts included)."""
+    from peft import LoraConfig, get_peft_model
+    from torch import nn
+
+    targets = set(settings.get("target_modules", ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                  "up_proj", "down_proj"]))
+    names = []
+    for name, module in model.named_modules():
+        parts = name.split(".")
+        if not isinstance(module, nn.Linear) or "visual" in parts or "vision_tower" in parts:
+            continue
+        if parts[-1] in targets or (len(parts) > 2 and parts[-2] == "experts" and parts[-3] in targets):
+            names.append(name)
+    lora = LoraConfig(r=settings.get("r", 16), lora_alpha=settings.get("alpha", 32),
+                      lora_dropout=settings.get("dropout", 0.0), target_modules=names,
+                      modules_to_save=["lm_head"],  # new action tokens need their output rows trained
+                      trainable_token_indices={"embed_tokens": new_token_ids} if new_token_ids else None)
+    return get_peft_model(model, lora)
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+
+def complete_checkpoints(output_dir: Path) -> list[Path]:
+    found = [p for p in output_dir.glob(f"{CHECKPOINT_PREFIX}*") if (p / STATE_FILE).exists() and "tmp" not in p.name]
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+
+
+def save_checkpoint(accelerator: Any, output_dir: Path, step: int, keep: int) -> None:
+    final = output_dir / f"{CHECKPOINT_PREFIX}{step:07d}"
+    tmp = output_dir / f"{CHECKPOINT_PREFIX}{step:07d}.tmp"
+    if accelerator.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / STATE_FILE).write_text(json.dumps({"step": step}))
+        tmp.rename(final)  # a checkpoint is complete or absent
+        for old in complete_checkpoints(output_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+# ---------------------------------------------------------------------------- loss
+
+
+def answer_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample summed cross-entropy over the answer tokens ``(B,)``, and their counts ``(B,)``."""
+    shift_logits = logits[:, :-1].float()
+    shift_labels = labels[:, 1:]
+    mask = shift_labels != -100
+    losses = torch.nn.functional.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.clamp(min=0).reshape(-1), reduction="none"
+    ).view(shift_labels.shape)
+    return (losses * mask).sum(dim=1), mask.sum(dim=1)
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
+    from accelerate import Accelerator, DataLoaderConfiguration
+    from accelerate.utils import DistributedDataParallelKwargs, set_seed
+    from tqdm.auto import tqdm
+    from transformers import get_scheduler
+
+    from ..models.heterogeneity import HeterogeneityConfig, aux_loss, convert
+
+    kwargs = [DistributedDataParallelKwargs(find_unused_parameters=config.variant != "dense")]
+    plugin = None
+    if config.deepspeed:
+        from accelerate import DeepSpeedPlugin
+
+        plugin = DeepSpeedPlugin(hf_ds_config=config.deepspeed)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision, kwargs_handlers=kwargs, deepspeed_plugin=plugin,
+                              cpu=not torch.cuda.is_available(),  # several CPU processes: gloo (torchrun, accelerate)
+                              # batch_size is global (each process slices it): one scheduler step per step
+                              dataloader_config=DataLoaderConfiguration(split_batches=True))
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if config.batch_size % world:
+        raise ValueError(f"batch_size={config.batch_size} must be a multiple of the {world} processes")
+    set_seed(config.seed)
+    output_dir = Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if accelerator.is_main_process:
+        save_config(config, output_dir / "config.yaml")
+
+    # 1. model, action tokenizers, vocabulary -----------------------------------------
+    items, skipped = collect_items(config.data, config.domains, config.skip_invalid)
+    model, processor, shared = build_model(config)
+    before_vocab = model.get_input_embeddings().weight.shape[0]
+    action_tokenizers = fit_action_tokenizers(config, items, model, processor)
+    new_ids = list(range(before_vocab, model.get_input_embeddings().weight.shape[0]))
+    convert(model, HeterogeneityConfig(config.variant, shared_layers=shared, domains=tuple(config.domains)))
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    if config.lora:
+        model = apply_lora(model, config.lora, new_ids)
+    model.train()
+
+    # 2. data ---------------------------------------------------------------------------
+    encoder = SampleEncoder(processor, action_tokenizers, config.history, config.image_size)
+    cache_root = Path(config.cache_dir) if config.cache_dir else output_dir.parent / ".omniactor-cache"
+    key = fingerprint([[folder_state(s.path) for s in config.data], processor_state(processor),
+                       {d: t.config() for d, t in action_tokenizers.items()}, config.history, config.image_size,
+                       config.domains, [s.path for s in config.data]])
+    cache_dir = cache_root / key
+    with accelerator.main_process_first():
+        if not (cache_dir / "index.json").exists():
+            PreprocessedCache.build(cache_dir, items, encoder, progress=progress and accelerator.is_main_process)
+    dataset = PreprocessedCache(cache_dir)
+    sampler = DomainBatchSampler(dataset.domains, dataset.sources, [s.weight for s in config.data],
+                                 config.batch_size, config.seed)
+    per_rank = config.batch_size // world
+    pad_id = processor.tokenizer.pad_token_id
+
+    # 3. optimisation -------------------------------------------------------------------
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = get_scheduler(config.lr_schedule if config.lr_schedule != "constant" else "constant_with_warmup",
+                              optimizer, num_warmup_steps=math.ceil(config.warmup_ratio * config.max_steps),
+                              num_training_steps=config.max_steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+
+    step = 0
+    checkpoints = complete_checkpoints(output_dir)
+    if checkpoints:
+        accelerator.load_state(str(checkpoints[-1]))
+        step = json.loads((checkpoints[-1] / STATE_FILE).read_text())["step"]
+        accelerator.print(f"resuming from {checkpoints[-1]} (step {step})")
+    sampler.seek(step)
+    batches = iter(sampler)
+
+    domain_ids = {d: i for i, d in enumerate(config.domains)}
+    source_names = [s.name or Path(s.path).name for s in config.data]
+    metrics_file = output_dir / "metrics.jsonl"
+    writer = None
+    if accelerator.is_main_process:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(output_dir / "tensorboard"))
+    totals: dict[str, list[float]] = {}
+    bar = tqdm(total=config.max_steps, initial=step, desc="train", disable=not (progress and accelerator.is_main_process))
+    started, samples_done = time.perf_counter(), 0
+    while step < config.max_steps:
+        indices = next(batches)
+        mine = indices[rank * per_rank:(rank + 1) * per_rank]
+        batch = collate([dataset[i] for i in mine], pad_id)
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        labels = batch.pop("labels")
+        domain = dataset.domains[mine[0]]
+        out = model(**batch, domain_ids=torch.full((len(mine),), domain_ids[domain], dtype=torch.long))
+        sums, counts = answer_loss(out.logits, labels)
+        global_tokens = accelerator.reduce(counts.sum().detach().float(), reduction="sum")
+        loss = sums.sum() / global_tokens.clamp(min=1) * world  # DDP averages gradients over processes
+        balance = aux_loss(accelerator.unwrap_model(model)) if config.variant == "router" else None
+        if balance is not None:
+            loss = loss + config.router_aux_weight * balance
+        accelerator.backward(loss)
+        if config.max_grad_norm:
+            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        samples_done += config.batch_size
+
+        # bookkeeping: loss per domain and per source, summed over processes
+        per_sample = torch.stack([sums.detach(), counts.float()], dim=1)
+        gathered = accelerator.gather(per_sample).cpu()
+        all_sources = accelerator.gather(torch.tensor([dataset.sources[i] for i in mine], device=accelerator.device))
+        for (s, c), source in zip(gathered.tolist(), all_sources.cpu().tolist()):
+            for key_name in (f"domain/{domain}", f"source/{source_names[source]}"):
+                total = totals.setdefault(key_name, [0.0, 0.0])
+                total[0] += s
+                total[1] += c
+        rate = samples_done / (time.perf_counter() - started)
+        bar.set_postfix(loss=f"{loss.item():.3f}", domain=domain, samples_s=f"{rate:.1f}")
+        bar.update(1)
+        if accelerator.is_main_process and (step % config.log_every == 0 or step == config.max_steps):
+            record = {"step": step, "lr": scheduler.get_last_lr()[0], "samples_per_s": rate,
+                      **{f"loss/{k}": v[0] / max(v[1], 1) for k, v in totals.items()}}
+            if balance is not None:
+                record["router_balance"] = float(balance)
+            with metrics_file.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            for k, v in record.items():
+                if k != "step":
+                    writer.add_scalar(k, v, step)
+            totals = {}
+        if config.eval_data and config.eval_every and step % config.eval_every == 0:
+            log_eval(config, accelerator, model, processor, encoder, step, metrics_file, writer, progress)
+        if step % config.save_every == 0 or step == config.max_steps:
+            save_checkpoint(accelerator, output_dir, step, config.keep_checkpoints)
+    bar.close()
+
+    result: dict[str, Any] = {"steps": step, "skipped": skipped}
+    if config.eval_data:
+        result["eval"] = log_eval(config, accelerator, model, processor, encoder, step, metrics_file, writer, progress)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_final(accelerator.unwrap_model(model), processor, action_tokenizers, output_dir / "final")
+        if writer is not None:
+            writer.close()
+    accelerator.end_training()
+    return result
+
+
+def evaluate_loss(config: TrainConfig, model: Any, processor: Any, encoder: SampleEncoder, cache_root: Path,
+                  progress: bool = False) -> dict[str, float]:
+    """Mean answer-token loss per domain on ``config.eval_data`` (no gradient)."""
+    items, _ = collect_items(config.eval_data, config.domains, config.skip_invalid)
+    key = fingerprint([[folder_state(s.path) for s in config.eval_data], processor_state(processor),
+                       {d: t.config() for d, t in encoder.action_tokenizers.items()}, config.history,
+                       config.image_size, "eval"])
+    cache_dir = cache_root / key
+    if not (cache_dir / "index.json").exists():
+        PreprocessedCache.build(cache_dir, items, encoder, progress=progress)
+    dataset = PreprocessedCache(cache_dir)
+    domain_ids = {d: i for i, d in enumerate(config.domains)}
+    totals: dict[str, list[float]] = {}
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for domain in config.domains:
+            members = [i for i, d in enumerate(dataset.domains) if d == domain]
+            for start in range(0, len(members), config.batch_size):
+                chunk = members[start:start + config.batch_size]
+                batch = {k: v.to(device) for k, v in collate([dataset[i] for i in chunk], processor.tokenizer.pad_token_id).items()}
+                labels = batch.pop("labels")
+                out = model(**batch, domain_ids=torch.full((len(chunk),), domain_ids[domain], dtype=torch.long))
+                sums, counts = answer_loss(out.logits, labels)
+                total = totals.setdefault(domain, [0.0, 0.0])
+                total[0] += float(sums.sum())
+                total[1] += float(counts.sum())
+    model.train(was_training)
+    return {d: v[0] / max(v[1], 1) for d, v in totals.items()}
+
+
+def log_eval(config, accelerator, model, processor, encoder, step, metrics_file, writer, progress) -> dict[str, float]:
+    cache_root = Path(config.cache_dir) if config.cache_dir else Path(config.output_dir).parent / ".omniactor-cache"
+    with accelerator.main_process_first():
+        losses = evaluate_loss(config, model, processor, encoder, cache_root, progress=False)
+    if accelerator.is_main_process:
+        with metrics_file.open("a") as f:
+            f.write(json.dumps({"step": step, **{f"eval_loss/{d}": v for d, v in losses.items()}}) + "\n")
+        for d, v in losses.items():
+            writer.add_scalar(f"eval_loss/{d}", v, step)
+    return losses
+
+
+def save_final(model: Any, processor: Any, action_tokenizers: dict[str, Any], directory: Path) -> None:
+    """The trained model (LoRA merged), processor and action tokenizers, ready for the Agent."""
+    from ..models.checkpoint import save_pretrained
+
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_pretrained(model, tmp, processor)
+    for domain, tokenizer in action_tokenizers.items():
+        tokenizer.save(tmp / "action_tokenizers" / domain)
+    shutil.rmtree(directory, ignore_errors=True)
+    tmp.rename(directory)

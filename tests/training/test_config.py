@@ -1,0 +1,45 @@
+from pathlib import Path
+
+import pytest
+
+from omniactor.training.config import load_config
+
+CONFIGS = sorted(Path(__file__).resolve().parents[2].joinpath("configs").rglob("*.yaml"))
+
+
+def test_there_are_configs_for_every_variant_of_the_paper():
+    names = {p.stem for p in CONFIGS}
+    assert {"omniactor", "dense-mixed", "gui-only", "ea-only", "hard", "router"} <= names
+    assert any("qwen2-vl-7b" in n for n in names) and any("qwen2.5-vl-7b" in n for n in names)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_every_config_loads_and_its_model_builds(path):
+    import torch
+
+    from omniactor.models.heterogeneity import HeterogeneityConfig, convert
+    from omniactor.models.presets import build_model, get_preset
+
+    config = load_config(path)
+    preset = get_preset(config.model)
+    device = None if preset.is_tiny else "meta"  # a 7B is built without memory
+    model, _ = build_model(preset, random_init=not preset.is_tiny or None, device=device)
+    k = config.resolved_shared_layers(preset.shared_layers)
+    convert(model, HeterogeneityConfig(config.variant, shared_layers=k, domains=tuple(config.domains)))
+    assert sum(p.numel() for p in model.parameters()) > 0
+    if config.deepspeed:
+        assert (path.parents[2] / config.deepspeed).exists() or Path(config.deepspeed).exists()
+    assert isinstance(torch.tensor(0), torch.Tensor)
+
+
+def test_overrides_and_typos():
+    config = load_config(None, ["variant=hard", "max_steps=7", "action_tokenizers.embodied.name=rvq",
+                                "data=[a, {path: b, weight: 5}]"])
+    assert config.variant == "hard" and config.max_steps == 7
+    assert config.action_tokenizers["embodied"].name == "rvq"
+    assert config.action_tokenizers["gui"].name == "gui_text"  # other domains keep their defaults
+    assert [s.path for s in config.data] == ["a", "b"] and config.data[1].weight == 5
+    with pytest.raises(ValueError, match="did you mean 'max_steps'"):
+        load_config(None, ["max_step=3"])
+    with pytest.raises(ValueError, match="key=value"):
+        load_config(None, ["variant"])
