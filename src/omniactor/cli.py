@@ -81,7 +81,9 @@ def add_actions_commands(subparsers: argparse._SubParsersAction) -> None:
     encode.add_argument("--config", help="tokenizer arguments as JSON, e.g. '{\"grid\": 32, \"fine\": 4}'")
     encode.set_defaults(handler=_actions_encode)
 
-    listing = sub.add_parser("tokenizers", help="list the action tokenizers")
+    listing = sub.add_parser("tokenizers", help="list the action tokenizers",
+                             description="Lists every registered action tokenizer: its name (for configs and "
+                             "`omniactor actions encode --tokenizer`), what it emits (codes or text) and what it is.")
     listing.set_defaults(handler=_actions_tokenizers)
 
 

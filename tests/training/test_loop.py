@@ -113,3 +113,13 @@ def test_held_out_loss_falls_for_every_domain(tmp_path, example_data):
     after = train(config, progress=False)["eval"]
     for domain in ("gui", "embodied", "discrete"):
         assert after[domain] < before[domain], (domain, before, after)
+
+
+def test_lora_trains_adapters_and_the_new_action_rows_then_merges(tmp_path, example_data):
+    from omniactor.models.checkpoint import load_pretrained
+
+    config = load_config(None, tiny_overrides(example_data, tmp_path / "run", max_steps=2, save_every=2,
+                                              lora="{r: 4}"))
+    train(config, progress=False)
+    model = load_pretrained(tmp_path / "run" / "final")  # merged: a plain omniactor checkpoint
+    assert not any("lora" in name for name in model.state_dict())

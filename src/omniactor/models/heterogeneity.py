@@ -228,9 +228,26 @@ def _record(model: nn.Module, config: HeterogeneityConfig) -> None:
     setattr(model.config, CONFIG_KEY, config.to_json())
 
 
+def routing_context(model: nn.Module) -> RoutingContext:
+    """The routing context of a converted model, also through DDP / PEFT / DeepSpeed wrappers."""
+    for module in model.modules():
+        context = getattr(module, "omniactor_context", None)
+        if isinstance(context, RoutingContext):
+            return context
+    raise RoutingError("this model was not converted (omniactor.models.heterogeneity.convert)")
+
+
+def set_domains(model: nn.Module, domains: Sequence[str] | torch.Tensor) -> None:
+    """Route the next forward calls by ``domains`` (works where wrappers bypass forward hooks, e.g. PEFT)."""
+    context = routing_context(model)
+    device = next(model.parameters()).device
+    context.domain_ids = context.ids_for(domains, device)
+    context.aux_losses.clear()
+
+
 def aux_loss(model: nn.Module) -> torch.Tensor | None:
     """Mean load-balancing loss of the routers in the last forward pass (router variant)."""
-    losses = getattr(model, "omniactor_context", RoutingContext(())).aux_losses
+    losses = routing_context(model).aux_losses
     return torch.stack(losses).mean() if losses else None
 
 

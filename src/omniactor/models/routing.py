@@ -44,6 +44,11 @@ class RoutingContext:
     gate_scale: torch.Tensor | None = None
     aux_losses: list[torch.Tensor] = field(default_factory=list)
 
+    def __deepcopy__(self, memo: dict) -> RoutingContext:
+        # shared routing state, never copied: wrappers that deep-copy modules (PEFT's
+        # modules_to_save, ...) must keep reading the model's one context
+        return self
+
     def domain_index(self, name: str) -> int:
         try:
             return self.domains.index(name)

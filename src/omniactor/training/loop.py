@@ -151,7 +151,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     from tqdm.auto import tqdm
     from transformers import get_scheduler
 
-    from ..models.heterogeneity import HeterogeneityConfig, aux_loss, convert
+    from ..models.heterogeneity import HeterogeneityConfig, aux_loss, convert, set_domains
 
     kwargs = [DistributedDataParallelKwargs(find_unused_parameters=config.variant != "dense")]
     plugin = None
@@ -236,11 +236,12 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         labels = batch.pop("labels")
         domain = dataset.domains[mine[0]]
-        out = model(**batch, domain_ids=torch.full((len(mine),), domain_ids[domain], dtype=torch.long))
+        set_domains(model, torch.full((len(mine),), domain_ids[domain], dtype=torch.long))
+        out = model(**batch)
         sums, counts = answer_loss(out.logits, labels)
         global_tokens = accelerator.reduce(counts.sum().detach().float(), reduction="sum")
         loss = sums.sum() / global_tokens.clamp(min=1) * world  # DDP averages gradients over processes
-        balance = aux_loss(accelerator.unwrap_model(model)) if config.variant == "router" else None
+        balance = aux_loss(model) if config.variant == "router" else None
         if balance is not None:
             loss = loss + config.router_aux_weight * balance
         accelerator.backward(loss)
@@ -296,6 +297,8 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
 def evaluate_loss(config: TrainConfig, model: Any, processor: Any, encoder: SampleEncoder, cache_root: Path,
                   progress: bool = False) -> dict[str, float]:
     """Mean answer-token loss per domain on ``config.eval_data`` (no gradient)."""
+    from ..models.heterogeneity import set_domains
+
     items, _ = collect_items(config.eval_data, config.domains, config.skip_invalid)
     key = fingerprint([[folder_state(s.path) for s in config.eval_data], processor_state(processor),
                        {d: t.config() for d, t in encoder.action_tokenizers.items()}, config.history,
@@ -316,7 +319,8 @@ def evaluate_loss(config: TrainConfig, model: Any, processor: Any, encoder: Samp
                 chunk = members[start:start + config.batch_size]
                 batch = {k: v.to(device) for k, v in collate([dataset[i] for i in chunk], processor.tokenizer.pad_token_id).items()}
                 labels = batch.pop("labels")
-                out = model(**batch, domain_ids=torch.full((len(chunk),), domain_ids[domain], dtype=torch.long))
+                set_domains(model, torch.full((len(chunk),), domain_ids[domain], dtype=torch.long))
+                out = model(**batch)
                 sums, counts = answer_loss(out.logits, labels)
                 total = totals.setdefault(domain, [0.0, 0.0])
                 total[0] += float(sums.sum())

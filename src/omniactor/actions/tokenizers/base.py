@@ -128,10 +128,10 @@ class ActionTokenizer(ABC):
     @abstractmethod
     def decode(self, encoded: Sequence[int] | str) -> Action: ...
 
-    def try_decode(self, encoded: Sequence[int] | str) -> Action | ActionDecodeError:
+    def try_decode(self, encoded: Sequence[int] | str, **options: Any) -> Action | ActionDecodeError:
         """``decode`` that returns the ``ActionDecodeError`` instead of raising it."""
         try:
-            return self.decode(encoded)
+            return self.decode(encoded, **options)
         except ActionDecodeError as err:
             return err
 
@@ -197,8 +197,9 @@ class CodeTokenizer(ActionTokenizer):
     def encode_ids(self, action: Action) -> list[int]:
         return self.placement.to_ids(self.encode(action))
 
-    def decode_ids(self, ids: Sequence[int]) -> Action:
-        return self.decode(self.placement.to_codes(ids))
+    def decode_ids(self, ids: Sequence[int], **options: Any) -> Action:
+        """Decode LLM ids (``options`` go to ``decode``, e.g. ``embodiment=`` for RVQ)."""
+        return self.decode(self.placement.to_codes(ids), **options)
 
     def check_codes(self, codes: Sequence[int]) -> list[int]:
         """Codes as ints, checked for count and range (``ActionDecodeError`` otherwise)."""
