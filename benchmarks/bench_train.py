@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=10, help="timed steps (and pipeline batches)")
     parser.add_argument("--image-size", type=int, default=112)
+    parser.add_argument("--system-prompt", default="none", help="sample | none (the tiny configs use none)")
     parser.add_argument("--json", action="store_true", help="(the last line is always one JSON object)")
     args = parser.parse_args()
 
@@ -46,12 +47,13 @@ def main() -> None:
     if not args.data:
         write_example_dataset(data, episodes_per_domain=12, seed=0)
     config = load_config(None, [f"data=[{data}]", f"model={args.preset}", f"batch_size={args.batch_size}",
-                                f"image_size={args.image_size}", f"output_dir={work / 'run'}"])
+                                f"image_size={args.image_size}", f"output_dir={work / 'run'}",
+                                f"system_prompt={args.system_prompt}"])
     items, _ = collect_items(config.data, config.domains)
     model, processor, shared = build_model(config)
     tokenizers = fit_action_tokenizers(config, items, model, processor)
     convert(model, HeterogeneityConfig(config.variant, shared_layers=shared, domains=tuple(config.domains)))
-    encoder = SampleEncoder(processor, tokenizers, config.history, config.image_size)
+    encoder = SampleEncoder(processor, tokenizers, config.history, config.image_size, config.system_prompt)
 
     start = time.perf_counter()
     PreprocessedCache.build(work / "cache", items, encoder, progress=False)

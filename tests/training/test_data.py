@@ -87,3 +87,18 @@ def test_collate_pads_and_concatenates_images(encoder, example_data):
     assert batch["image_grid_thw"].shape[0] == 3
     assert torch.equal(batch["attention_mask"].sum(1),
                        torch.tensor([len(encoder.encode(s, reader.load_images(s), [])["input_ids"]) for s in samples]))
+
+
+def test_system_prompt_can_be_dropped_or_replaced(encoder, example_data):
+    reader = DatasetReader(example_data)
+    sample = next(iter(reader))
+    images = reader.load_images(sample)
+    full = encoder.encode(sample, images, [])["input_ids"]
+    encoder.system_prompt = "none"
+    try:
+        bare = encoder.encode(sample, images, [])["input_ids"]
+        encoder.system_prompt = "Act."
+        short = encoder.encode(sample, images, [])["input_ids"]
+    finally:
+        encoder.system_prompt = "sample"
+    assert len(bare) < len(short) < len(full)

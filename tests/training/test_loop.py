@@ -108,7 +108,7 @@ def test_held_out_loss_falls_for_every_domain(tmp_path, example_data):
     from omniactor.training.data import SampleEncoder
 
     convert(model, HeterogeneityConfig(config.variant, shared_layers=shared, domains=tuple(config.domains)))
-    encoder = SampleEncoder(processor, tokenizers, config.history, config.image_size)
+    encoder = SampleEncoder(processor, tokenizers, config.history, config.image_size, config.system_prompt)
     before = loop.evaluate_loss(config, model, processor, encoder, tmp_path / "cache")
     after = train(config, progress=False)["eval"]
     for domain in ("gui", "embodied", "discrete"):

@@ -70,6 +70,9 @@ class TrainConfig:
     """held-out dataset folders, evaluated every eval_every steps (loss per domain)"""
     history: int = 4
     """previous actions shown in the prompt (needs meta.instruction in the records)"""
+    system_prompt: str = "sample"
+    """sample: each record's system prompt (describes the action space, as the paper); none: no
+    system turn (saves ~300 tokens per GUI sample for models trained from scratch); other text: that prompt"""
     image_size: int | None = 112
     """images are resized to this square size before the processor (None: as stored)"""
     skip_invalid: bool = False

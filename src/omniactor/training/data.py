@@ -121,8 +121,9 @@ class SampleEncoder:
     """One record -> ``{input_ids, labels, attention_mask, pixel_values, ...}`` tensors."""
 
     def __init__(self, processor: Any, action_tokenizers: dict[str, ActionTokenizer], history: int,
-                 image_size: int | None):
+                 image_size: int | None, system_prompt: str = "sample"):
         self.processor = processor
+        self.system_prompt = system_prompt
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.action_tokenizers = action_tokenizers
         self.history = history
@@ -156,7 +157,9 @@ class SampleEncoder:
         if self.image_size:
             images = [im.convert("RGB").resize((self.image_size, self.image_size)) for im in images]
         content = [{"type": "image"} for _ in range(n_images)] + [{"type": "text", "text": text}]
-        messages = [{"role": "system", "content": [{"type": "text", "text": sample.system}]},
+        system = {"sample": sample.system, "none": ""}.get(self.system_prompt, self.system_prompt)
+        # an empty system turn rather than none: chat templates (Qwen's) insert a default one
+        messages = [{"role": "system", "content": [{"type": "text", "text": system}]},
                     {"role": "user", "content": content}]
         prompt = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         inputs = self.processor(text=[prompt], images=images or None, return_tensors="pt")

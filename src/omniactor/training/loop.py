@@ -186,11 +186,11 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     model.train()
 
     # 2. data ---------------------------------------------------------------------------
-    encoder = SampleEncoder(processor, action_tokenizers, config.history, config.image_size)
+    encoder = SampleEncoder(processor, action_tokenizers, config.history, config.image_size, config.system_prompt)
     cache_root = Path(config.cache_dir) if config.cache_dir else output_dir.parent / ".omniactor-cache"
     key = fingerprint([[folder_state(s.path) for s in config.data], processor_state(processor),
                        {d: t.config() for d, t in action_tokenizers.items()}, config.history, config.image_size,
-                       config.domains, [s.path for s in config.data]])
+                       config.system_prompt, config.domains, [s.path for s in config.data]])
     cache_dir = cache_root / key
     with accelerator.main_process_first():
         if not (cache_dir / "index.json").exists():
@@ -302,7 +302,7 @@ def evaluate_loss(config: TrainConfig, model: Any, processor: Any, encoder: Samp
     items, _ = collect_items(config.eval_data, config.domains, config.skip_invalid)
     key = fingerprint([[folder_state(s.path) for s in config.eval_data], processor_state(processor),
                        {d: t.config() for d, t in encoder.action_tokenizers.items()}, config.history,
-                       config.image_size, "eval"])
+                       config.image_size, config.system_prompt, "eval"])
     cache_dir = cache_root / key
     if not (cache_dir / "index.json").exists():
         PreprocessedCache.build(cache_dir, items, encoder, progress=progress)
