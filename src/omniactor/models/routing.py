@@ -33,16 +33,30 @@ class RoutingError(ValueError):
 class RoutingContext:
     """The routing of the batch being run, shared by every routed module of one model.
 
-    ``domain_ids``: ``(B,)`` long tensor, the domain of each sample (index into ``domains``).
+    ``domain_ids``: ``(B,)`` long tensor, the domain of each sample (index into ``domains``);
+    setting it also records ``uniform``, the one domain of a domain-homogeneous batch (else
+    None), so routed modules choose their expert without a tensor operation per call.
     ``token_assignment``: ``(B, T)`` long tensor set by a layer's router for its modules.
     ``aux_losses``: load-balancing losses the routers produced in this forward pass.
     """
 
     domains: tuple[str, ...]
-    domain_ids: torch.Tensor | None = None
     token_assignment: torch.Tensor | None = None
     gate_scale: torch.Tensor | None = None
     aux_losses: list[torch.Tensor] = field(default_factory=list)
+    uniform: int | None = field(default=None, init=False)
+    _domain_ids: torch.Tensor | None = field(default=None, init=False, repr=False)
+
+    @property
+    def domain_ids(self) -> torch.Tensor | None:
+        return self._domain_ids
+
+    @domain_ids.setter
+    def domain_ids(self, ids: torch.Tensor | None) -> None:
+        self._domain_ids = ids
+        self.uniform = None
+        if ids is not None and ids.numel() and bool((ids == ids[0]).all()):
+            self.uniform = int(ids[0])
 
     def __deepcopy__(self, memo: dict) -> RoutingContext:
         # shared routing state, never copied: wrappers that deep-copy modules (PEFT's
@@ -109,11 +123,10 @@ class DomainRouted(nn.Module):
                 raise RoutingError("token routing needs the layer's router to run first")
             out = _scatter(experts, x, assignment.reshape(-1), flat=True, args=args, kwargs=kwargs)
             return out * self.context.gate_scale if self.scale_output else out
-        ids = self.context.rows(x.shape[0])
-        first = int(ids[0])
-        if bool((ids == first).all()):  # domain-homogeneous batch: dense cost
-            return experts[first](x, *args, **kwargs)
-        return _scatter(experts, x, ids, flat=False, args=args, kwargs=kwargs)
+        uniform = self.context.uniform
+        if uniform is not None and x.shape[0] % self.context.domain_ids.shape[0] == 0:
+            return experts[uniform](x, *args, **kwargs)  # domain-homogeneous batch: the dense model's cost
+        return _scatter(experts, x, self.context.rows(x.shape[0]), flat=False, args=args, kwargs=kwargs)
 
     def extra_repr(self) -> str:
         return f"domains={list(self.domains)}, per_token={self.per_token}"
