@@ -114,12 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from .data.cli import add_data_commands
     from .data.converters.cli import add_convert_command
+    from .envs.cli import add_collect_command, add_envs_commands
 
     from .models.cli import add_model_commands
     from .training.cli import add_train_command
 
     add_data_commands(subparsers)
     add_convert_command(subparsers)
+    add_envs_commands(subparsers)
+    add_collect_command(subparsers)
     add_actions_commands(subparsers)
     add_train_command(subparsers)
     add_model_commands(subparsers)

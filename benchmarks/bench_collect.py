@@ -1,0 +1,156 @@
+"""Collector overhead and worker scaling, per environment, measured side by side in one run.
+
+For each environment (same tasks, same episodes, same render size, same expert):
+
+- ``raw``: the bare loop ``env.reset(seed)`` / ``expert.act`` / ``env.step`` over the episodes;
+- ``collect_1``: ``omniactor collect`` with one worker (samples built, PNGs encoded, shards
+  written and committed, manifest merged) on the same episodes;
+- ``collect_2``: the same with two worker processes.
+
+Reported: steps per second of each, the collector's overhead over the raw loop
+(``raw / collect_1 - 1``), the 1 -> 2 worker speed-up, and how many cores one worker keeps
+busy (process + child CPU time / wall time: an environment whose own step already uses
+more than one core cannot scale 2x on two cores). Timings include creating the
+environments (one per task) in every variant. The machine may be shared: each variant
+runs ``--repeats`` times and the best time is kept.
+
+    python benchmarks/bench_collect.py --json            # all three environments
+    python benchmarks/bench_collect.py --envs babyai     # one of them
+Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+# env -> (tasks, episodes per task, env config)
+SETUPS = {
+    "babyai": (("BabyAI-GoToLocal-v0", "BabyAI-PickupLoc-v0"), 1000, {"image_size": [64, 64]}),
+    "metaworld": (("reach-v3", "drawer-close-v3"), 8, {"image_size": [224, 224]}),
+    "miniwob": (("click-test", "enter-text", "login-user"), 45, {}),
+}
+
+
+def _cpu() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def raw_loop(env_name: str, tasks, episodes: int, env_config: dict) -> dict:
+    """The bare environment + expert loop on the collector's seeds; returns steps, seconds, cores."""
+    from omniactor.data.collect import episode_seed
+    from omniactor.envs import make_env, make_expert
+
+    steps = successes = 0
+    cpu, start = _cpu(), time.perf_counter()
+    for task in tasks:
+        env = make_env(env_name, task, **env_config)
+        expert = make_expert(env_name, env)
+        for i in range(episodes):
+            obs = env.reset(episode_seed(0, "train", i))
+            expert.reset(env, obs)
+            while True:
+                result = env.step(expert.act(obs))
+                obs = result.observation
+                steps += 1
+                if result.done:
+                    successes += int(result.success)
+                    break
+        env.close()
+    seconds = time.perf_counter() - start
+    return {"steps": steps, "seconds": seconds, "successes": successes, "cores": (_cpu() - cpu) / seconds}
+
+
+def collect_run(env_name: str, tasks, episodes: int, env_config: dict, workers: int) -> dict:
+    from omniactor.data.collect import CollectConfig, collect
+
+    out = tempfile.mkdtemp(prefix=f"bench-collect-{env_name}-")
+    try:
+        config = CollectConfig(env=env_name, tasks=tuple(tasks), episodes=episodes, out=out, workers=workers,
+                               env_config=env_config, progress=False)
+        cpu, start = _cpu(), time.perf_counter()
+        summary = collect(config)
+        seconds = time.perf_counter() - start
+        if summary.worker_errors:
+            raise RuntimeError(f"collect failed: {summary.worker_errors}")
+        return {
+            "steps": summary.steps_run,
+            "seconds": seconds,
+            "successes": sum(t.successes for t in summary.tasks.values()),
+            "records": sum(t.steps_written for t in summary.tasks.values()),
+            "cores": (_cpu() - cpu) / seconds,
+        }
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def best(runs: list[dict]) -> dict:
+    out = min(runs, key=lambda r: r["seconds"])
+    return {**out, "steps_per_second": round(out["steps"] / out["seconds"], 2), "seconds": round(out["seconds"], 2),
+            "cores": round(out["cores"], 2)}
+
+
+def bench(env_name: str, repeats: int, scale: float) -> dict:
+    tasks, episodes, env_config = SETUPS[env_name]
+    episodes = max(1, int(episodes * scale))
+    raw = best([raw_loop(env_name, tasks, episodes, env_config) for _ in range(repeats)])
+    one = best([collect_run(env_name, tasks, episodes, env_config, 1) for _ in range(repeats)])
+    two = best([collect_run(env_name, tasks, episodes, env_config, 2) for _ in range(repeats)])
+    assert raw["steps"] == one["steps"] == two["steps"], "the variants did not run the same episodes"
+    return {
+        "tasks": list(tasks),
+        "episodes_per_task": episodes,
+        "env_config": env_config,
+        "raw": raw,
+        "collect_1": one,
+        "collect_2": two,
+        "overhead": round(raw["steps_per_second"] / one["steps_per_second"] - 1, 4),
+        "speedup_2_workers": round(two["steps_per_second"] / one["steps_per_second"], 3),
+        "cores_per_worker": one["cores"],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--envs", default=",".join(SETUPS), help="comma-separated environments (default: all three)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per variant; the fastest is kept (default 1)")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply the episodes per task (default 1)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    args = parser.parse_args()
+    from omniactor.envs.registry import get_spec
+
+    results: dict = {"machine": {"cpus": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 2)}}
+    for name in args.envs.split(","):
+        missing = get_spec(name).missing()
+        if missing:
+            results[name] = {"skipped": f"missing {', '.join(missing)}: {get_spec(name).install_hint()}"}
+            print(f"{name}: skipped ({results[name]['skipped']})", flush=True)
+            continue
+        r = bench(name, args.repeats, args.scale)
+        results[name] = r
+        print(
+            f"{name}: raw {r['raw']['steps_per_second']:.1f} steps/s | collect 1 worker "
+            f"{r['collect_1']['steps_per_second']:.1f} steps/s (overhead {r['overhead']:+.1%}) | 2 workers "
+            f"{r['collect_2']['steps_per_second']:.1f} steps/s (x{r['speedup_2_workers']:.2f}); "
+            f"one worker keeps {r['cores_per_worker']:.2f} cores busy; {r['raw']['steps']} steps",
+            flush=True,
+        )
+    results["machine"]["load_avg_1min_end"] = round(os.getloadavg()[0], 2)
+    if args.json:
+        print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Meta-World's shipped scripted policies (``metaworld.policies``), one per v3 task.
+
+They read the 39-D state (hand, objects, goal) and return the 4-D action; actions are
+clipped to ``[-1, 1]`` (the policies' gains sometimes overshoot, which the simulator
+clips anyway) and rounded to 4 decimals, so the recorded action is exactly the one run.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ...actions import XYZ_GRIPPER, Action, ContinuousAction
+from ..base import Env, Expert, Observation
+
+DECIMALS = 4
+
+
+class MetaWorldExpert(Expert):
+    def __init__(self, task: str):
+        from metaworld.policies import ENV_POLICY_MAP
+
+        if task not in ENV_POLICY_MAP:
+            raise KeyError(f"Meta-World has no scripted policy for {task!r}")
+        self.task = task
+        self.policy = ENV_POLICY_MAP[task]()
+
+    def reset(self, env: Env, observation: Observation) -> None:
+        if env.task != self.task:
+            raise ValueError(f"expert for {self.task!r} used on {env.task!r}")
+
+    def act(self, observation: Observation) -> Action:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Constant(s) may be too high": we clip below
+            action = self.policy.get_action(observation.extra["obs"])
+        values = np.round(np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0), DECIMALS)
+        return ContinuousAction(tuple(values.tolist()), XYZ_GRIPPER)
