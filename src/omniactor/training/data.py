@@ -28,7 +28,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from ..actions import Action, action_from_json, format_action
+from ..actions import Action, format_action
 from ..actions.tokenizers.base import ActionTokenizer, CodeTokenizer
 from ..data import DatasetReader, validate_dataset
 from ..data.prompts import human_turn

@@ -19,11 +19,11 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from ..errors import ActionDecodeError, ActionParseError, ActionValueError
-from ..gui import GUI_ACTION_TYPES, Click, LongPress, Point, Scroll, Swipe, points_of
-from ..text import Action, format_action, parse_action
+from ..errors import ActionDecodeError, ActionValueError
+from ..gui import Click, LongPress, Point, Scroll, Swipe, points_of
+from ..text import Action, format_action
 from .base import ActionTokenizer
-from .gui_text import check_gui
+from .gui_text import check_gui, decode_gui_text
 
 _POINT = r"<loc_(\d+)>(?:<fine_(\d+)>)?"
 _POINT_ACTION = re.compile(r"\s*(click|long_press|swipe|scroll)\((.*)\)\s*", re.S)
@@ -86,17 +86,10 @@ class GuiLocationTokenizer(ActionTokenizer):
         return format_action(action)
 
     def decode(self, encoded: str) -> Action:
-        if not isinstance(encoded, str):
-            raise ActionDecodeError(encoded, "gui_location decodes text, not codes")
-        match = _POINT_ACTION.fullmatch(encoded)
+        match = _POINT_ACTION.fullmatch(encoded) if isinstance(encoded, str) else None
         if match and "<loc_" in match.group(2):
             return self._decode_points(encoded, match.group(1), match.group(2).strip())
-        try:
-            action = parse_action(encoded)
-        except ActionParseError as err:
-            raise ActionDecodeError(encoded, err.reason) from None
-        if action.type not in GUI_ACTION_TYPES:
-            raise ActionDecodeError(encoded, f"{action.type} is not a GUI action")
+        action = decode_gui_text(encoded, self.name)
         if points_of(action):
             raise ActionDecodeError(encoded, "points must be <loc_i> tokens for this tokenizer")
         return action

@@ -35,6 +35,19 @@ def check_gui(action: Any) -> None:
         raise ActionValueError(f"expected a GUI action, got {type(action).__name__}")
 
 
+def decode_gui_text(encoded: Any, tokenizer: str) -> Action:
+    """A GUI action from canonical text; ``ActionDecodeError`` for anything else."""
+    if not isinstance(encoded, str):
+        raise ActionDecodeError(encoded, f"{tokenizer} decodes text, not codes")
+    try:
+        action = parse_action(encoded)
+    except ActionParseError as err:
+        raise ActionDecodeError(encoded, err.reason) from None
+    if action.type not in GUI_ACTION_TYPES:
+        raise ActionDecodeError(encoded, f"{action.type} is not a GUI action")
+    return action
+
+
 class GuiTextTokenizer(ActionTokenizer):
     """GUI action <-> canonical action text (the LLM's own tokenizer splits it)."""
 
@@ -51,15 +64,7 @@ class GuiTextTokenizer(ActionTokenizer):
         return format_action(round_points(action, self.decimals))
 
     def decode(self, encoded: str) -> Action:
-        if not isinstance(encoded, str):
-            raise ActionDecodeError(encoded, "gui_text decodes text, not codes")
-        try:
-            action = parse_action(encoded)
-        except ActionParseError as err:
-            raise ActionDecodeError(encoded, err.reason) from None
-        if action.type not in GUI_ACTION_TYPES:
-            raise ActionDecodeError(encoded, f"{action.type} is not a GUI action")
-        return action
+        return decode_gui_text(encoded, self.name)
 
     def config(self) -> dict[str, Any]:
         return {"decimals": self.decimals}
