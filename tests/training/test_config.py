@@ -41,5 +41,8 @@ def test_overrides_and_typos():
     assert [s.path for s in config.data] == ["a", "b"] and config.data[1].weight == 5
     with pytest.raises(ValueError, match="did you mean 'max_steps'"):
         load_config(None, ["max_step=3"])
+    assert load_config(None, ["learning_rate=3e-3"]).learning_rate == 0.003  # YAML 1.1 reads 3e-3 as text
+    with pytest.raises(ValueError, match="not a whole number"):
+        load_config(None, ["max_steps=ten"])
     with pytest.raises(ValueError, match="key=value"):
         load_config(None, ["variant"])

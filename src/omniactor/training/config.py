@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in data.items():
         if key not in fields:
@@ -153,8 +155,19 @@ def _build(cls: type, data: Any, where: str) -> Any:
                      for i, v in enumerate(value or [])]
         elif cls is TrainConfig and key == "action_tokenizers":
             value = {d: _build(ActionTokenizerConfig, v, f"{where}.action_tokenizers.{d}") for d, v in value.items()}
-        kwargs[key] = value
+        kwargs[key] = _coerce(value, hints.get(key), f"{where}.{key}")
     return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """YAML reads ``3e-3`` as a string (YAML 1.1 wants ``3.0e-3``): take numbers as numbers."""
+    if isinstance(value, str) and hint in (float, "float", float | None, int | None, int, "int"):
+        wants_int = hint in (int, "int", int | None)
+        try:
+            return int(value) if wants_int else float(value)
+        except ValueError:
+            raise ValueError(f"{where}: {value!r} is not a {'whole ' if wants_int else ''}number") from None
+    return value
 
 
 def _parse_value(text: str) -> Any:
