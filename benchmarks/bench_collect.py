@@ -77,8 +77,15 @@ def collect_run(env_name: str, tasks, episodes: int, env_config: dict, workers: 
 
     out = tempfile.mkdtemp(prefix=f"bench-collect-{env_name}-")
     try:
-        config = CollectConfig(env=env_name, tasks=tuple(tasks), episodes=episodes, out=out, workers=workers,
-                               env_config=env_config, progress=False)
+        config = CollectConfig(
+            env=env_name,
+            tasks=tuple(tasks),
+            episodes=episodes,
+            out=out,
+            workers=workers,
+            env_config=env_config,
+            progress=False,
+        )
         cpu, start = _cpu(), time.perf_counter()
         summary = collect(config)
         seconds = time.perf_counter() - start
@@ -97,8 +104,12 @@ def collect_run(env_name: str, tasks, episodes: int, env_config: dict, workers: 
 
 def best(runs: list[dict]) -> dict:
     out = min(runs, key=lambda r: r["seconds"])
-    return {**out, "steps_per_second": round(out["steps"] / out["seconds"], 2), "seconds": round(out["seconds"], 2),
-            "cores": round(out["cores"], 2)}
+    return {
+        **out,
+        "steps_per_second": round(out["steps"] / out["seconds"], 2),
+        "seconds": round(out["seconds"], 2),
+        "cores": round(out["cores"], 2),
+    }
 
 
 def bench(env_name: str, repeats: int, scale: float) -> dict:

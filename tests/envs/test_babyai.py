@@ -71,8 +71,13 @@ def test_check_experts_cli(cli_parser, capsys):
     require("babyai")
     from tests.envs.conftest import run_cli
 
-    assert run_cli(cli_parser, ["envs", "check-experts", "--env", "babyai", "--tasks", "GoToLocal,PickupLoc",
-                                "--episodes", "3", "--json"]) == 0
+    assert (
+        run_cli(
+            cli_parser,
+            ["envs", "check-experts", "--env", "babyai", "--tasks", "GoToLocal,PickupLoc", "--episodes", "3", "--json"],
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "BabyAI-GoToLocal-v0: 3/3 (100.0%)" in out and "tasks below 95%: none" in out
     import json

@@ -60,9 +60,13 @@ def test_two_workers_match_one_and_validate(tmp_path):
     assert a == b and len(a) == 6  # same seeds, same episodes, whatever the workers
     record = next(iter_records(tmp_path / "one")).sample
     assert record.meta["task"] in tasks and record.meta["split"] == "train" and "state" in record.meta
-    assert "Previous actions" in [r for r in iter_records(tmp_path / "one") if r.sample.meta["step"] == 1][0].sample.prompt
+    assert (
+        "Previous actions" in [r for r in iter_records(tmp_path / "one") if r.sample.meta["step"] == 1][0].sample.prompt
+    )
 
-    test = collect(CollectConfig(tasks=tasks[:1], episodes=3, out=str(tmp_path / "one"), split="test", seed=4, **BABYAI))
+    test = collect(
+        CollectConfig(tasks=tasks[:1], episodes=3, out=str(tmp_path / "one"), split="test", seed=4, **BABYAI)
+    )
     assert test.tasks[tasks[0]].new == 3  # the test split's seeds are new episodes
     assert len(assert_whole_episodes(tmp_path / "one")) == 9
 
@@ -125,8 +129,9 @@ def test_failed_episodes_are_counted_and_left_out(tmp_path):
     task = summary.tasks["BabyAI-GoToObjMaze-v0"]
     assert task.episodes == 4 and task.failed_excluded == 4 - task.successes > 0
     assert len(episodes_of(out)) == task.successes if (out / "manifest.json").exists() else task.successes == 0
-    kept = collect(CollectConfig(tasks=("BabyAI-GoToObjMaze-v0",), episodes=4, out=str(tmp_path / "k"),
-                                 keep_failed=True, **config))
+    kept = collect(
+        CollectConfig(tasks=("BabyAI-GoToObjMaze-v0",), episodes=4, out=str(tmp_path / "k"), keep_failed=True, **config)
+    )
     assert kept.tasks["BabyAI-GoToObjMaze-v0"].failed_kept == task.failed_excluded
     episodes = assert_whole_episodes(tmp_path / "k", expect_success=False)
     assert len(episodes) == 4 and sum(not steps[0][2] for steps in episodes.values()) == task.failed_excluded
@@ -151,8 +156,24 @@ def test_a_second_collector_is_refused(tmp_path):
 def test_metaworld_collect_cli(tmp_path, cli_parser, capsys):
     require("metaworld")
     out = str(tmp_path / "mw")
-    code = run_cli(cli_parser, ["collect", "--env", "metaworld", "--tasks", "reach,button-press", "--episodes", "2",
-                                "--out", out, "--image-size", "32", "--no-progress", "--json"])
+    code = run_cli(
+        cli_parser,
+        [
+            "collect",
+            "--env",
+            "metaworld",
+            "--tasks",
+            "reach,button-press",
+            "--episodes",
+            "2",
+            "--out",
+            out,
+            "--image-size",
+            "32",
+            "--no-progress",
+            "--json",
+        ],
+    )
     text = capsys.readouterr().out
     assert code == 0
     assert "reach-v3" in text and "100.0%" in text
@@ -168,8 +189,23 @@ def test_metaworld_collect_cli(tmp_path, cli_parser, capsys):
 def test_miniwob_collect_two_workers(tmp_path, cli_parser, capsys):
     require("miniwob")
     out = str(tmp_path / "wob")
-    code = run_cli(cli_parser, ["collect", "--env", "miniwob", "--tasks", "click-test,enter-text", "--episodes", "2",
-                                "--out", out, "--workers", "2", "--no-progress"])
+    code = run_cli(
+        cli_parser,
+        [
+            "collect",
+            "--env",
+            "miniwob",
+            "--tasks",
+            "click-test,enter-text",
+            "--episodes",
+            "2",
+            "--out",
+            out,
+            "--workers",
+            "2",
+            "--no-progress",
+        ],
+    )
     text = capsys.readouterr().out
     assert code == 0, text
     assert "click-test" in text and "enter-text" in text

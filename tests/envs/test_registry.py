@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 
 import pytest
 
@@ -17,7 +16,8 @@ def test_import_is_light():
     code = (
         "import sys, omniactor.envs, omniactor.envs.cli, omniactor.data.collect, omniactor.envs.registry as r\n"
         "[r.get_spec(n).adapter() for n in r.env_names()]\n"
-        "print(sorted(m for m in ('metaworld', 'mujoco', 'miniwob', 'selenium', 'minigrid', 'gymnasium') if m in sys.modules))"
+        "heavy = ('metaworld', 'mujoco', 'miniwob', 'selenium', 'minigrid', 'gymnasium')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -41,7 +41,9 @@ def test_unknown_names_suggest_the_closest():
 
 
 def test_missing_dependencies_name_the_install_hint(monkeypatch):
-    spec = registry.EnvSpec("fake", "gui", "a fake env", "babyai", ("no_such_module_xyz",), programs=(("no-such-program-xyz",),))
+    spec = registry.EnvSpec(
+        "fake", "gui", "a fake env", "babyai", ("no_such_module_xyz",), programs=(("no-such-program-xyz",),)
+    )
     assert spec.missing() == ["python package 'no_such_module_xyz'", "program no-such-program-xyz"]
     hint = spec.install_hint()
     assert "pip install 'omniactor[envs]'" in hint and "install_system_deps.sh" in hint
@@ -87,11 +89,33 @@ def test_split_seeds_are_disjoint():
 
 def test_cli_parses_collect(cli_parser):
     args = cli_parser.parse_args(
-        ["collect", "--env", "metaworld", "--tasks", "MT10", "--episodes", "3", "--out", "d", "--workers", "2",
-         "--seed", "5", "--image-size", "128", "--keep-failed"]
+        [
+            "collect",
+            "--env",
+            "metaworld",
+            "--tasks",
+            "MT10",
+            "--episodes",
+            "3",
+            "--out",
+            "d",
+            "--workers",
+            "2",
+            "--seed",
+            "5",
+            "--image-size",
+            "128",
+            "--keep-failed",
+        ]
     )
     assert (args.env, args.tasks, args.episodes, args.workers, args.seed, args.image_size) == (
-        "metaworld", "MT10", 3, 2, 5, "128")
+        "metaworld",
+        "MT10",
+        3,
+        2,
+        5,
+        "128",
+    )
     assert args.keep_failed and callable(args.handler)
 
 
@@ -107,6 +131,11 @@ def test_envs_list_shows_every_environment(cli_parser, capsys):
 
 
 def test_collect_rejects_unknown_tasks(cli_parser, tmp_path, capsys):
-    assert run_cli(cli_parser, ["collect", "--env", "metaworld", "--tasks", "nope", "--episodes", "1",
-                                "--out", str(tmp_path / "d")]) == 2
+    assert (
+        run_cli(
+            cli_parser,
+            ["collect", "--env", "metaworld", "--tasks", "nope", "--episodes", "1", "--out", str(tmp_path / "d")],
+        )
+        == 2
+    )
     assert "unknown Meta-World task 'nope'" in capsys.readouterr().err

@@ -264,8 +264,13 @@ class Episode:
 
     def info(self, written: bool) -> dict[str, Any]:
         return {
-            "key": self.job.key, "task": self.job.task, "seed": self.job.seed, "split": self.job.split,
-            "success": self.success, "steps": len(self.actions), "written": written,
+            "key": self.job.key,
+            "task": self.job.task,
+            "seed": self.job.seed,
+            "split": self.job.split,
+            "success": self.success,
+            "steps": len(self.actions),
+            "written": written,
             **({"error": self.error} if self.error else {}),
         }
 
@@ -421,7 +426,11 @@ class Committer:
 
 
 def _committer_main(config, env_name, domain, space, episodes, events, parent: int) -> None:
-    """Entry point of the committer process."""
+    """Entry point of the committer process. Ctrl-C is left to the worker, which then closes
+    the committer: finished episodes are still committed."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
     loop = CommitLoop(config, env_name, domain, space, events.put)
 
@@ -510,7 +519,7 @@ class CommitLoop:
                 episode=episode.job.key,
                 step=step,
                 num_images=len(images),
-                history=episode.actions[max(0, step - history): step] if history else (),
+                history=episode.actions[max(0, step - history) : step] if history else (),
                 space=self.space,
                 task=episode.job.task,
                 split=episode.job.split,
@@ -602,8 +611,14 @@ def _worker_process(worker: int, config: CollectConfig, jobs: Any, results: Any)
     try:
         run_worker(worker, config, iter(jobs.get, None), results.put)
     except BaseException as err:  # noqa: BLE001
-        results.put({"type": "worker_error", "worker": worker, "error": f"{type(err).__name__}: {err}",
-                     "traceback": traceback.format_exc()})
+        results.put(
+            {
+                "type": "worker_error",
+                "worker": worker,
+                "error": f"{type(err).__name__}: {err}",
+                "traceback": traceback.format_exc(),
+            }
+        )
         raise SystemExit(1) from None
     results.put({"type": "worker_done", "worker": worker})
 

@@ -15,6 +15,18 @@ from .base import DependencyNotInstalled, Env, EnvError, Expert, Observation, St
 from .registry import EnvSpec, env_names, get_spec, list_tasks, make_env, make_expert, resolve_tasks, task_sets
 
 __all__ = [
-    "DependencyNotInstalled", "Env", "EnvError", "EnvSpec", "Expert", "Observation", "StepResult",
-    "env_names", "get_spec", "list_tasks", "make_env", "make_expert", "resolve_tasks", "task_sets",
+    "DependencyNotInstalled",
+    "Env",
+    "EnvError",
+    "EnvSpec",
+    "Expert",
+    "Observation",
+    "StepResult",
+    "env_names",
+    "get_spec",
+    "list_tasks",
+    "make_env",
+    "make_expert",
+    "resolve_tasks",
+    "task_sets",
 ]

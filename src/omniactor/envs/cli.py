@@ -32,7 +32,7 @@ def cmd_envs_list(args: argparse.Namespace) -> int:
         except ImportError:
             print("  tasks: (install the environment to list them)")
             continue
-        print(f"  task sets: " + ", ".join(f"{k} ({len(v)})" for k, v in sets.items()))
+        print("  task sets: " + ", ".join(f"{k} ({len(v)})" for k, v in sets.items()))
         body = ", ".join(tasks)
         print(textwrap.fill(body, width=100, initial_indent=f"  tasks ({len(tasks)}): ", subsequent_indent="    "))
     return 0
@@ -72,8 +72,11 @@ def cmd_check_experts(args: argparse.Namespace) -> int:
 
     def show(report) -> None:
         if not args.markdown:
-            print(f"{report.task}: {report.successes}/{report.episodes} ({report.rate:.1%}), "
-                  f"{report.mean_steps:.1f} steps/episode, {report.seconds:.1f}s", flush=True)
+            print(
+                f"{report.task}: {report.successes}/{report.episodes} ({report.rate:.1%}), "
+                f"{report.mean_steps:.1f} steps/episode, {report.seconds:.1f}s",
+                flush=True,
+            )
 
     reports = evaluate_experts(args.env, tasks, args.episodes, args.seed, env_config, args.workers, on_report=show)
     if args.markdown:
@@ -81,8 +84,10 @@ def cmd_check_experts(args: argparse.Namespace) -> int:
         for r in reports:
             print(f"| {r.task} | {r.successes}/{r.episodes} | {r.rate:.1%} | {r.mean_steps:.1f} |")
     total = sum(r.successes for r in reports), sum(r.episodes for r in reports)
-    print(f"all: {total[0]}/{total[1]} ({total[0] / max(total[1], 1):.1%}); "
-          f"tasks below 95%: {', '.join(r.task for r in reports if r.rate < 0.95) or 'none'}")
+    print(
+        f"all: {total[0]}/{total[1]} ({total[0] / max(total[1], 1):.1%}); "
+        f"tasks below 95%: {', '.join(r.task for r in reports if r.rate < 0.95) or 'none'}"
+    )
     if args.json:
         print(json.dumps({"env": args.env, "tasks": [r.to_json() for r in reports]}))
     return 0
@@ -117,6 +122,13 @@ def cmd_collect(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
         summary = collect(config)
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: finished episodes are committed in {args.out}; "
+            "run the same command again to collect the rest",
+            file=sys.stderr,
+        )
+        return 130
     except (KeyError, ValueError, CollectError, DependencyNotInstalled) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {message}", file=sys.stderr)
@@ -140,14 +152,22 @@ def add_collect_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, required=True, help="episodes per task")
     p.add_argument("--out", required=True, help="dataset folder (created, or continued)")
     p.add_argument("--workers", type=int, default=1, help="worker processes, each with its own environment (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="base seed: episode i has seed split_offset + seed + i (default 0)")
-    p.add_argument("--split", default="train", choices=("train", "validation", "test"),
-                   help="seed range: train, validation and test never share an episode (default train)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="base seed: episode i has seed split_offset + seed + i (default 0)"
+    )
+    p.add_argument(
+        "--split",
+        default="train",
+        choices=("train", "validation", "test"),
+        help="seed range: train, validation and test never share an episode (default train)",
+    )
     p.add_argument("--image-size", help="rendered image size, N or HxW (default: the environment's own)")
     p.add_argument("--max-steps", type=int, help="step limit of an episode (default: the environment's own)")
-    p.add_argument("--env-config", help="more adapter settings as JSON, e.g. '{\"cameras\": [\"corner2\"]}'")
+    p.add_argument("--env-config", help='more adapter settings as JSON, e.g. \'{"cameras": ["corner2"]}\'')
     p.add_argument("--history", type=int, default=8, help="previous actions shown in each prompt (default 8)")
-    p.add_argument("--keep-failed", action="store_true", help="also write episodes the expert failed (meta.success false)")
+    p.add_argument(
+        "--keep-failed", action="store_true", help="also write episodes the expert failed (meta.success false)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="also print the summary as one JSON line")
     p.set_defaults(handler=cmd_collect)

@@ -84,8 +84,16 @@ INSTRUCTIONS: dict[str, str] = {
 }
 
 MT10 = (
-    "reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3",
-    "drawer-close-v3", "button-press-topdown-v3", "peg-insert-side-v3", "window-open-v3", "window-close-v3",
+    "reach-v3",
+    "push-v3",
+    "pick-place-v3",
+    "door-open-v3",
+    "drawer-open-v3",
+    "drawer-close-v3",
+    "button-press-topdown-v3",
+    "peg-insert-side-v3",
+    "window-open-v3",
+    "window-close-v3",
 )
 
 

@@ -32,9 +32,18 @@ TASK_WIDTH, TASK_HEIGHT = 160, 210
 
 #: Our key names -> MiniWoB / WebDriver key names.
 KEY_MAP = {
-    "enter": "<Enter>", "tab": "<Tab>", "escape": "<Escape>", "backspace": "<Backspace>",
-    "delete": "<Delete>", "space": "<Space>", "up": "<ArrowUp>", "down": "<ArrowDown>",
-    "left": "<ArrowLeft>", "right": "<ArrowRight>", "page_up": "<PageUp>", "page_down": "<PageDown>",
+    "enter": "<Enter>",
+    "tab": "<Tab>",
+    "escape": "<Escape>",
+    "backspace": "<Backspace>",
+    "delete": "<Delete>",
+    "space": "<Space>",
+    "up": "<ArrowUp>",
+    "down": "<ArrowDown>",
+    "left": "<ArrowLeft>",
+    "right": "<ArrowRight>",
+    "page_up": "<PageUp>",
+    "page_down": "<PageDown>",
 }
 
 
@@ -125,7 +134,9 @@ def configure_chromium() -> None:
     """Point miniwob at Debian's chromium and chromedriver (unless the variables are already set)."""
     if os.environ.get("MINIWOB_CHROME_BINARY") and os.environ.get("MINIWOB_CHROMEDRIVER"):
         return
-    browser = next((shutil.which(p) for p in ("chromium", "chromium-browser", "google-chrome") if shutil.which(p)), None)
+    browser = next(
+        (shutil.which(p) for p in ("chromium", "chromium-browser", "google-chrome") if shutil.which(p)), None
+    )
     driver = shutil.which("chromedriver")
     if not browser or not driver:
         from .base import DependencyNotInstalled
@@ -162,9 +173,15 @@ class MiniWoBEnv(Env):
         self._keys = tuple(KEY_MAP.values())
         config = ActionSpaceConfig(
             action_types=[
-                ActionTypes.NONE, ActionTypes.MOVE_COORDS, ActionTypes.CLICK_COORDS, ActionTypes.MOUSEDOWN_COORDS,
-                ActionTypes.MOUSEUP_COORDS, ActionTypes.SCROLL_UP_COORDS, ActionTypes.SCROLL_DOWN_COORDS,
-                ActionTypes.PRESS_KEY, ActionTypes.TYPE_TEXT,
+                ActionTypes.NONE,
+                ActionTypes.MOVE_COORDS,
+                ActionTypes.CLICK_COORDS,
+                ActionTypes.MOUSEDOWN_COORDS,
+                ActionTypes.MOUSEUP_COORDS,
+                ActionTypes.SCROLL_UP_COORDS,
+                ActionTypes.SCROLL_DOWN_COORDS,
+                ActionTypes.PRESS_KEY,
+                ActionTypes.TYPE_TEXT,
             ],
             allowed_keys=self._keys,
             text_max_len=256,

@@ -30,7 +30,9 @@ class ExpertReport:
         return {**asdict(self), "rate": round(self.rate, 4)}
 
 
-def evaluate_expert(env_name: str, task: str, episodes: int, seed: int = 0, env_config: dict | None = None) -> ExpertReport:
+def evaluate_expert(
+    env_name: str, task: str, episodes: int, seed: int = 0, env_config: dict | None = None
+) -> ExpertReport:
     """Run the expert of ``env_name`` on ``task`` for ``episodes`` episodes (seeds ``seed .. seed + episodes - 1``)."""
     from ...data.collect import Job, episode_seed, run_episode
     from ..registry import make_env, make_expert
@@ -47,15 +49,24 @@ def evaluate_expert(env_name: str, task: str, episodes: int, seed: int = 0, env_
             errors += int(episode.error is not None)
     finally:
         env.close()
-    return ExpertReport(env_name, env.task, episodes, successes, steps / max(episodes, 1), time.monotonic() - start, errors)
+    return ExpertReport(
+        env_name, env.task, episodes, successes, steps / max(episodes, 1), time.monotonic() - start, errors
+    )
 
 
 def _run(args: tuple) -> ExpertReport:
     return evaluate_expert(*args)
 
 
-def evaluate_experts(env_name: str, tasks: list[str], episodes: int, seed: int = 0, env_config: dict | None = None,
-                     workers: int = 1, on_report=None) -> list[ExpertReport]:
+def evaluate_experts(
+    env_name: str,
+    tasks: list[str],
+    episodes: int,
+    seed: int = 0,
+    env_config: dict | None = None,
+    workers: int = 1,
+    on_report=None,
+) -> list[ExpertReport]:
     """``evaluate_expert`` over ``tasks`` (in ``workers`` processes), in task order."""
     jobs = [(env_name, task, episodes, seed, env_config) for task in tasks]
     if workers <= 1:

@@ -309,7 +309,12 @@ def click_collapsible(obs):
     for _ in range(10):  # the section slides open: wait until the button stops moving
         found = find_all(obs, "button", id="subbtn")
         area = find(obs, id="area")
-        if found and previous is not None and _stable(previous, area) and found[0].top + found[0].height < area.top + area.height:
+        if (
+            found
+            and previous is not None
+            and _stable(previous, area)
+            and found[0].top + found[0].height < area.top + area.height
+        ):
             break
         previous = area
         obs = yield Wait()
@@ -361,7 +366,9 @@ class MiniWoBSolver(Expert):
 
     def __init__(self, task: str):
         if task not in SOLVERS:
-            raise KeyError(f"no scripted solver for MiniWoB++ task {task!r}; solved tasks: {', '.join(sorted(SOLVERS))}")
+            raise KeyError(
+                f"no scripted solver for MiniWoB++ task {task!r}; solved tasks: {', '.join(sorted(SOLVERS))}"
+            )
         self.task = task
         self._gen: Generator[Action, Observation, None] | None = None
         self._started = False
