@@ -38,8 +38,9 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -194,7 +195,7 @@ def compare(train: np.ndarray, held: np.ndarray, rvq_kwargs: dict[str, Any], lev
         rows.append(rvq_row(f"rvq-{q}x{CODEBOOK_SIZE}", "rvq", tok, fit_s))
         if q == 7:  # the same codes, found by a beam search of 4 (encode-time option)
             tok.beam_size = 4
-            rows.append(rvq_row(f"rvq-7 beam 4", "rvq_beam4", tok, fit_s))
+            rows.append(rvq_row("rvq-7 beam 4", "rvq_beam4", tok, fit_s))
     if 7 in levels and joint_steps:  # GEA-style joint training of encoder + RVQ + decoder first
         tok, fit_s = fit(7, steps=joint_steps)
         rows.append(rvq_row("rvq-7 joint", "rvq_joint", tok, fit_s))

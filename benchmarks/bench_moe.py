@@ -19,7 +19,6 @@ The last printed line is one JSON object.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import statistics
 import time

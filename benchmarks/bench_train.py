@@ -38,7 +38,11 @@ def main() -> None:
     from omniactor.models.heterogeneity import HeterogeneityConfig, convert
     from omniactor.training.config import load_config
     from omniactor.training.data import (
-        DomainBatchSampler, PreprocessedCache, SampleEncoder, collate, collect_items,
+        DomainBatchSampler,
+        PreprocessedCache,
+        SampleEncoder,
+        collate,
+        collect_items,
     )
     from omniactor.training.loop import answer_loss, build_model, fit_action_tokenizers
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from . import __version__
 
@@ -115,7 +115,6 @@ def build_parser() -> argparse.ArgumentParser:
     from .data.cli import add_data_commands
     from .data.converters.cli import add_convert_command
     from .envs.cli import add_collect_command, add_envs_commands
-
     from .models.cli import add_model_commands
     from .training.cli import add_train_command
 

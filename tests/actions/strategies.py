@@ -3,8 +3,21 @@
 from hypothesis import strategies as st
 
 from omniactor.actions import (
-    BABYAI_ACTIONS, KEYS, SCROLL_DIRECTIONS, Click, ContinuousAction, DiscreteAction, LongPress, OpenApp, Point,
-    PressKey, Scroll, Swipe, Terminate, TypeText, Wait,
+    BABYAI_ACTIONS,
+    KEYS,
+    SCROLL_DIRECTIONS,
+    Click,
+    ContinuousAction,
+    DiscreteAction,
+    LongPress,
+    OpenApp,
+    Point,
+    PressKey,
+    Scroll,
+    Swipe,
+    Terminate,
+    TypeText,
+    Wait,
 )
 
 unit = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)

@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from omniactor.actions import ActionNormalizer, ActionValueError, ContinuousAction, ContinuousSpace, EEF_DELTA_GRIPPER
+from omniactor.actions import EEF_DELTA_GRIPPER, ActionNormalizer, ActionValueError, ContinuousAction, ContinuousSpace
 
 
 def test_space_checks_names_and_bounds():

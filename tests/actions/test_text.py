@@ -4,8 +4,23 @@ import pytest
 from hypothesis import given
 
 from omniactor.actions import (
-    ActionParseError, Click, ContinuousAction, DiscreteAction, LongPress, OpenApp, Point, PressKey, Scroll, Swipe,
-    Terminate, TypeText, Wait, action_from_json, action_to_json, format_action, parse_action,
+    ActionParseError,
+    Click,
+    ContinuousAction,
+    DiscreteAction,
+    LongPress,
+    OpenApp,
+    Point,
+    PressKey,
+    Scroll,
+    Swipe,
+    Terminate,
+    TypeText,
+    Wait,
+    action_from_json,
+    action_to_json,
+    format_action,
+    parse_action,
 )
 
 from .strategies import all_actions

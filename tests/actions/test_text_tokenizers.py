@@ -5,8 +5,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from omniactor.actions import (
-    BABYAI_ACTIONS, ActionDecodeError, ActionValueError, Click, ContinuousAction, DiscreteAction, Point, Scroll,
-    Swipe, TypeText, points_of,
+    BABYAI_ACTIONS,
+    ActionDecodeError,
+    ActionValueError,
+    Click,
+    ContinuousAction,
+    DiscreteAction,
+    Point,
+    Scroll,
+    Swipe,
+    TypeText,
+    points_of,
 )
 from omniactor.actions.tokenizers import build_action_tokenizer, load_action_tokenizer
 

@@ -12,13 +12,13 @@ import pytest
 pytest.importorskip("vector_quantize_pytorch")
 pytest.importorskip("safetensors")
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from omniactor.actions.continuous import EEF_DELTA_GRIPPER, XYZ_GRIPPER, ContinuousAction  # noqa: E402
-from omniactor.actions.errors import ActionDecodeError, ActionValueError  # noqa: E402
-from omniactor.actions.tokenizers import get_tokenizer_class, load_action_tokenizer  # noqa: E402
-from omniactor.actions.tokenizers.vq import ResidualVQTokenizer, VQTokenizer  # noqa: E402
+from omniactor.actions.continuous import EEF_DELTA_GRIPPER, XYZ_GRIPPER, ContinuousAction
+from omniactor.actions.errors import ActionDecodeError, ActionValueError
+from omniactor.actions.tokenizers import get_tokenizer_class, load_action_tokenizer
+from omniactor.actions.tokenizers.vq import ResidualVQTokenizer, VQTokenizer
 
 #: small and fast: 3 levels of 64 codes, short runs of every fit phase (joint training included)
 SMALL = dict(num_quantizers=3, codebook_size=64, hidden_sizes=(32,), steps=40, batch_size=256,

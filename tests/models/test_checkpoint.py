@@ -6,8 +6,8 @@ import torch
 from omniactor.models.checkpoint import export_dense, load_pretrained, save_pretrained
 from omniactor.models.heterogeneity import HeterogeneityConfig, convert, heterogeneity_config
 
-from .tiny import image_batch
 from .test_heterogeneity import perturb_experts
+from .tiny import image_batch
 
 
 @pytest.mark.parametrize("variant", ["dense", "omniactor", "hard", "router"])

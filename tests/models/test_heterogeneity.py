@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from omniactor.models.heterogeneity import (
-    HeterogeneityConfig, aux_loss, convert, domain_parameters, shared_parameters, use_domains,
+    HeterogeneityConfig,
+    aux_loss,
+    convert,
+    domain_parameters,
+    shared_parameters,
+    use_domains,
 )
 from omniactor.models.routing import DomainRouted, RoutingError
 

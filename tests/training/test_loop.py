@@ -8,13 +8,12 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 
 from omniactor.models.checkpoint import read_state_dict
 from omniactor.training.config import load_config
-from omniactor.training.loop import build_model, fit_action_tokenizers, train
 from omniactor.training.data import collect_items
+from omniactor.training.loop import build_model, fit_action_tokenizers, train
 
 from .conftest import tiny_overrides
 

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import ast
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any, Union
 
 from .continuous import ContinuousAction
 from .discrete import DiscreteAction

@@ -39,9 +39,10 @@ import shutil
 import time
 import traceback
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -285,13 +286,13 @@ def run_episode(env: Any, expert: Any, job: Job) -> Episode:
     episode = Episode(job, [], [], [], [], False)
     try:
         expert.reset(env, obs)
-    except Exception as err:  # noqa: BLE001  (a solver that cannot read the page)
+    except Exception as err:
         episode.error = f"{type(err).__name__}: {err}"
         return episode
     while True:
         try:
             action = expert.act(obs)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             episode.error = f"{type(err).__name__}: {err}"
             return episode
         episode.instruction.append(obs.instruction)
@@ -441,7 +442,7 @@ def _committer_main(config, env_name, domain, space, episodes, events, parent: i
 
     try:
         loop.run(get)
-    except BaseException as err:  # noqa: BLE001
+    except BaseException as err:
         events.put({"type": "committer_error", "error": f"{type(err).__name__}: {err}\n{traceback.format_exc()}"})
         return
     events.put({"type": "committer_done"})
@@ -602,7 +603,7 @@ def _close_quietly(env: Any) -> None:
         return
     try:
         env.close()
-    except Exception:  # noqa: BLE001  (a dead browser cannot be closed politely)
+    except Exception:
         pass
 
 
@@ -610,7 +611,7 @@ def _worker_process(worker: int, config: CollectConfig, jobs: Any, results: Any)
     """Entry point of a worker process: jobs from a queue until ``None``."""
     try:
         run_worker(worker, config, iter(jobs.get, None), results.put)
-    except BaseException as err:  # noqa: BLE001
+    except BaseException as err:
         results.put(
             {
                 "type": "worker_error",

@@ -9,7 +9,7 @@ example ``{"navigation": "discrete"}``), and a declared kind of ``None`` accepts
 from __future__ import annotations
 
 import difflib
-from typing import Mapping
+from collections.abc import Mapping
 
 from ..actions import ContinuousAction, DiscreteAction
 from ..actions.gui import GUI_ACTION_TYPES

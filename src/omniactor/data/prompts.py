@@ -15,7 +15,8 @@ is ``<image>`` marker(s), the task instruction and, optionally, the previous act
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..actions import (
     BABYAI_ACTIONS,

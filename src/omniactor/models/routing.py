@@ -18,8 +18,8 @@ assignment ``(B, T)`` for the current layer instead of per-sample domain ids.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 from torch import nn

@@ -15,7 +15,8 @@ Resizing works before or after the heterogeneity conversion (per-domain heads al
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn

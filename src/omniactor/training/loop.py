@@ -29,8 +29,15 @@ import torch
 
 from .config import TrainConfig, save_config
 from .data import (
-    DataError, DomainBatchSampler, PreprocessedCache, SampleEncoder, collate, collect_items, fingerprint,
-    folder_state, processor_state,
+    DataError,
+    DomainBatchSampler,
+    PreprocessedCache,
+    SampleEncoder,
+    collate,
+    collect_items,
+    fingerprint,
+    folder_state,
+    processor_state,
 )
 
 CHECKPOINT_PREFIX = "checkpoint-"

@@ -10,7 +10,8 @@
 from __future__ import annotations
 
 import random
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 from ..discrete import DiscreteAction, DiscreteSpace
 from ..errors import ActionDecodeError, ActionValueError

@@ -21,7 +21,8 @@ Bins and edges, worked through for ``num_bins = 4`` (width ``w = 2 / 4 = 0.5``):
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 

@@ -34,9 +34,10 @@ goes into ``meta.target_box`` (normalised ``[x1, y1, x2, y2]``) with its text in
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 from ...actions import Action, Click, LongPress, OpenApp, Point, PressKey, Scroll, Terminate, TypeText, Wait
 from ..prompts import build_sample

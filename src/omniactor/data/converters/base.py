@@ -18,9 +18,10 @@ import os
 import re
 from abc import ABC, abstractmethod
 from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, Literal, Sequence
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from PIL import Image

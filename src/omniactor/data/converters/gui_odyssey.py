@@ -31,9 +31,10 @@ reproduced exactly. ``scroll_as="swipe"`` writes the path itself as ``swipe(...)
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 from ...actions import Action, Click, LongPress, Point, PressKey, Scroll, Swipe, Terminate, TypeText
 from ..prompts import build_sample

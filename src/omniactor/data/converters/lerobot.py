@@ -24,8 +24,9 @@ decimals that read back as the same float32 (``0.1``, not ``0.10000000149011612`
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 

@@ -11,7 +11,7 @@ fields are simply yielded and can be ignored, as protobuf readers do.
 from __future__ import annotations
 
 import struct
-from typing import Iterator
+from collections.abc import Iterator
 
 VARINT, FIXED64, BYTES, FIXED32 = 0, 1, 2, 5
 

@@ -33,11 +33,12 @@ import shutil
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from ..domains import domain_problems, known_domains
 from ..io import DatasetWriter, shard_paths

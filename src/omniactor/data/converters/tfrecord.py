@@ -25,9 +25,10 @@ import gzip
 import os
 import struct
 import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, Literal, Mapping, Sequence
+from typing import BinaryIO, Literal
 
 from .protobuf import (
     BYTES,

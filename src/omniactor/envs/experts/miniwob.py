@@ -14,7 +14,7 @@ drawn on top of it (``clear_point``).
 from __future__ import annotations
 
 import re
-from typing import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 
 from ...actions import Action, Click, Point, PressKey, TypeText, Wait
 from ..base import Env, Expert, Observation
