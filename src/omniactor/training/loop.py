@@ -294,7 +294,8 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         result["eval"] = log_eval(config, accelerator, model, processor, encoder, step, metrics_file, writer, progress)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        save_final(accelerator.unwrap_model(model), processor, action_tokenizers, output_dir / "final")
+        save_final(accelerator.unwrap_model(model), processor, action_tokenizers, output_dir / "final",
+                   agent_settings(config, items, encoder))
         if writer is not None:
             writer.close()
     accelerator.end_training()
@@ -348,8 +349,25 @@ def log_eval(config, accelerator, model, processor, encoder, step, metrics_file,
     return losses
 
 
-def save_final(model: Any, processor: Any, action_tokenizers: dict[str, Any], directory: Path) -> None:
-    """The trained model (LoRA merged), processor and action tokenizers, ready for the Agent."""
+def agent_settings(config: TrainConfig, items: list, encoder: SampleEncoder) -> Any:
+    """How the Agent must ask the trained model: the prompt settings and one system prompt per
+    domain (the first record's of that domain, under the ``system_prompt`` setting)."""
+    from ..agent.agent import AgentSettings
+    from ..data import DatasetReader
+
+    prompts: dict[str, str] = {}
+    for root in sorted({item.root for item in items}):
+        for sample in DatasetReader(root, errors="warn"):
+            if sample.domain in config.domains and sample.domain not in prompts:
+                prompts[sample.domain] = encoder.system_for(sample)
+            if len(prompts) == len(config.domains):
+                break
+    return AgentSettings(list(config.domains), config.history, config.image_size, prompts)
+
+
+def save_final(model: Any, processor: Any, action_tokenizers: dict[str, Any], directory: Path,
+               settings: Any = None) -> None:
+    """The trained model (LoRA merged), processor, action tokenizers and agent settings, ready for the Agent."""
     from ..models.checkpoint import save_pretrained
 
     if hasattr(model, "merge_and_unload"):
@@ -359,5 +377,7 @@ def save_final(model: Any, processor: Any, action_tokenizers: dict[str, Any], di
     save_pretrained(model, tmp, processor)
     for domain, tokenizer in action_tokenizers.items():
         tokenizer.save(tmp / "action_tokenizers" / domain)
+    if settings is not None:
+        settings.save(tmp)
     shutil.rmtree(directory, ignore_errors=True)
     tmp.rename(directory)

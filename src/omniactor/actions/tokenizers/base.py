@@ -140,6 +140,17 @@ class ActionTokenizer(ABC):
         """New token strings this tokenizer needs in the LLM vocabulary."""
         return []
 
+    def output_pattern(self, text_limit: int | None = None) -> str:
+        """The language of ``encode``'s text as a regular expression (``actions.grammar``):
+        every full match decodes to an in-range action; free text (typed text, app names)
+        has at most ``text_limit`` characters (default ``grammar.MAX_TEXT_CHARS``). Text
+        tokenizers implement it; constrained decoding uses it."""
+        raise NotImplementedError(f"{self.name} does not describe its output language")
+
+    def max_output_chars(self, text_limit: int | None = None) -> int:
+        """The length of the longest sentence of ``output_pattern(text_limit)`` (a decoding budget)."""
+        raise NotImplementedError(f"{self.name} does not describe its output language")
+
     # -- persistence -------------------------------------------------------------------
     @abstractmethod
     def config(self) -> dict[str, Any]:
@@ -187,6 +198,11 @@ class CodeTokenizer(ActionTokenizer):
 
     def tokens(self) -> list[str]:
         return self.placement.token_strings(self.num_codes)
+
+    def code_choices(self, position: int) -> range:
+        """The codes allowed at ``position`` of an action (all of them unless a tokenizer
+        gives positions their own code ranges, as residual VQ does per level)."""
+        return range(self.num_codes)
 
     def encode_text(self, action: Action) -> str:
         """The action as new-token text (``<act_3><act_250>...``), for ShareGPT-style targets."""

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from ..discrete import DiscreteAction, DiscreteSpace
 from ..errors import ActionDecodeError, ActionValueError
+from ..grammar import alternatives
 from .base import ActionTokenizer, CodeTokenizer, VocabularyPlacement
 
 #: Words with no relation to any action, handed out in a seeded order (Lang).
@@ -100,6 +101,12 @@ class _PhraseTokenizer(ActionTokenizer):
         if key not in self._lookup:
             raise ActionDecodeError(encoded, f"not one of the phrases {list(self.phrases)}")
         return DiscreteAction(self._lookup[key])
+
+    def output_pattern(self, text_limit: int | None = None) -> str:
+        return alternatives(self.phrases)
+
+    def max_output_chars(self, text_limit: int | None = None) -> int:
+        return max(len(p) for p in self.phrases)
 
     def config(self) -> dict[str, Any]:
         return {"names": list(self.space.names), "phrases": list(self.phrases)}

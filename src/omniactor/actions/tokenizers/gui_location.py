@@ -20,13 +20,14 @@ import re
 from typing import Any, ClassVar
 
 from ..errors import ActionDecodeError, ActionValueError
+from ..grammar import MAX_TEXT_CHARS, gui_max_chars, gui_pattern, integer_below
 from ..gui import Click, LongPress, Point, Scroll, Swipe, points_of
 from ..text import Action, format_action
 from .base import ActionTokenizer
 from .gui_text import check_gui, decode_gui_text
 
 _POINT = r"<loc_(\d+)>(?:<fine_(\d+)>)?"
-_POINT_ACTION = re.compile(r"\s*(click|long_press|swipe|scroll)\((.*)\)\s*", re.S)
+_POINT_ACTION = re.compile(r"\s*(click|long_press|swipe|scroll)\((.*)\)\s*", re.DOTALL)
 _SCROLL_ARGS = re.compile(r'direction="(\w+)"(?:,\s*(' + _POINT + r"))?")
 
 
@@ -116,6 +117,15 @@ class GuiLocationTokenizer(ActionTokenizer):
             if isinstance(err, ActionDecodeError):
                 raise
             raise ActionDecodeError(encoded, str(err)) from None
+
+    def output_pattern(self, text_limit: int | None = None) -> str:
+        point = f"<loc_{integer_below(self.grid ** 2)}>"
+        if self.fine:
+            point += f"<fine_{integer_below(self.fine ** 2)}>"
+        return gui_pattern(point, point, point, text_limit or MAX_TEXT_CHARS)
+
+    def max_output_chars(self, text_limit: int | None = None) -> int:
+        return gui_max_chars(text_limit or MAX_TEXT_CHARS)
 
     def config(self) -> dict[str, Any]:
         return {"grid": self.grid, "fine": self.fine}

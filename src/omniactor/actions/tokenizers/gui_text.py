@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ..errors import ActionDecodeError, ActionParseError, ActionValueError
+from ..grammar import MAX_TEXT_CHARS, decimal_point, gui_max_chars, gui_pattern
 from ..gui import GUI_ACTION_TYPES, Click, LongPress, Point, Scroll, Swipe
 from ..text import Action, format_action, parse_action
 from .base import ActionTokenizer
@@ -65,6 +66,13 @@ class GuiTextTokenizer(ActionTokenizer):
 
     def decode(self, encoded: str) -> Action:
         return decode_gui_text(encoded, self.name)
+
+    def output_pattern(self, text_limit: int | None = None) -> str:
+        return gui_pattern(decimal_point(self.decimals), decimal_point(self.decimals, "1"),
+                           decimal_point(self.decimals, "2"), text_limit or MAX_TEXT_CHARS)
+
+    def max_output_chars(self, text_limit: int | None = None) -> int:
+        return gui_max_chars(text_limit or MAX_TEXT_CHARS)
 
     def config(self) -> dict[str, Any]:
         return {"decimals": self.decimals}

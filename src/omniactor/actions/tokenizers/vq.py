@@ -236,6 +236,10 @@ class ResidualVQTokenizer(CodeTokenizer):
     def num_codes(self) -> int:
         return self.num_quantizers * self.codebook_size
 
+    def code_choices(self, position: int) -> range:
+        """Level ``position``'s codes: ``position * codebook_size`` onwards."""
+        return range(position * self.codebook_size, (position + 1) * self.codebook_size)
+
     @property
     def codes_per_action(self) -> int:
         return self.num_quantizers

@@ -1,0 +1,284 @@
+"""``Agent``: model + processor + action tokenizers + decoding, the one inference path.
+
+Evaluation, serving and later RL all act through it::
+
+    agent = Agent.from_pretrained("outputs/train/tiny-omniactor/final")
+    agent.reset("click the OK button", domain="gui")
+    action = agent.act(observation)          # a typed action, always valid
+
+Several environments at once: one ``Episode`` each, one batched forward pass per step::
+
+    episodes = [agent.start(obs.instruction, env.domain) for obs, env in ...]
+    actions = agent.act_batch(episodes, observations)
+
+The prompt is the one training used (``models.chat``: the domain's system prompt, the
+image(s), the task and the last ``history`` actions), as recorded in the checkpoint's
+``agent.json``. Decoding is greedy or sampled; with ``constrained=True`` (the default)
+every step can only write a valid action of the domain (``agent.constraints``), so the
+returned action parses and lies in range whatever the weights. Model output never ends
+an episode: an answer that still does not decode (possible only unconstrained) becomes
+the domain's no-op (``wait()``, a zero motion, the first discrete action) and is counted
+in ``agent.stats``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..actions import Action, ContinuousAction, DiscreteAction, Wait, format_action
+from ..actions.errors import ActionDecodeError
+from ..actions.tokenizers.base import ActionTokenizer, CodeTokenizer
+from .constraints import ActionConstraint, CodeGrammar, TextGrammar, TokenTable
+
+AGENT_FILE = "agent.json"
+TOKENIZERS_DIR = "action_tokenizers"
+
+
+class AgentError(RuntimeError):
+    """The agent cannot act as asked (unknown domain, a checkpoint without its parts, ...)."""
+
+
+@dataclass
+class AgentSettings:
+    """How the model was trained to be asked (saved as ``agent.json`` next to the weights)."""
+
+    domains: list[str]
+    history: int = 0
+    image_size: int | None = None
+    system_prompts: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"domains": self.domains, "history": self.history, "image_size": self.image_size,
+                "system_prompts": self.system_prompts}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AgentSettings:
+        return cls(list(data["domains"]), int(data.get("history", 0)), data.get("image_size"),
+                   dict(data.get("system_prompts", {})))
+
+    def save(self, directory: str | Path) -> None:
+        (Path(directory) / AGENT_FILE).write_text(json.dumps(self.to_json(), indent=2))
+
+
+@dataclass
+class Episode:
+    """One episode's task and the actions taken so far (the history the prompt shows)."""
+
+    instruction: str
+    domain: str
+    actions: list[Action] = field(default_factory=list)
+
+
+@dataclass
+class Decoded:
+    """One answer: the action, the raw text and whether it decoded without the fallback."""
+
+    action: Action
+    text: str
+    valid: bool
+    error: str | None = None
+
+
+class Agent:
+    """See the module docstring. ``do_sample``/``temperature``/``top_k`` choose the decoding."""
+
+    def __init__(self, model: Any, processor: Any, action_tokenizers: dict[str, ActionTokenizer],
+                 settings: AgentSettings, constrained: bool = True, do_sample: bool = False,
+                 temperature: float = 1.0, top_k: int = 50, seed: int | None = None,
+                 max_text_chars: int | None = None):
+        missing = [d for d in settings.domains if d not in action_tokenizers]
+        if missing:
+            raise AgentError(f"no action tokenizer for domain(s) {missing}")
+        self.model = model.eval()
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.action_tokenizers = action_tokenizers
+        self.settings = settings
+        self.constrained = constrained
+        self.do_sample, self.temperature, self.top_k = do_sample, float(temperature), int(top_k)
+        self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.seed = seed
+        self.max_text_chars = max_text_chars  # typed text / app names (default: grammar.MAX_TEXT_CHARS)
+        self.end_id = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        if self.end_id is None or self.end_id == self.tokenizer.unk_token_id:
+            self.end_id = self.tokenizer.eos_token_id
+        # logits have a row per embedding row (the head may be per-domain, the embeddings are one)
+        self.vocab_size = max(int(model.get_input_embeddings().weight.shape[0]), len(self.tokenizer))
+        self._table: TokenTable | None = None
+        self._grammars: dict[str, CodeGrammar | TextGrammar] = {}
+        self.stats: Counter[str] = Counter()
+        self.episode: Episode | None = None
+
+    # -- loading -------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str | None = None, dtype: Any = None,
+                        **options: Any) -> Agent:
+        """An agent from a training run's ``final`` folder (model, processor, ``action_tokenizers/``, ``agent.json``)."""
+        from ..actions.tokenizers import load_action_tokenizer
+        from ..models.checkpoint import load_pretrained
+        from ..models.local_tokenizer import allow_processors_without_torchvision
+
+        directory = Path(directory)
+        if not (directory / "config.json").exists():
+            raise AgentError(f"{directory}: no config.json; give a training run's final/ folder (or a saved model)")
+        tokenizers_dir = directory / TOKENIZERS_DIR
+        if not tokenizers_dir.is_dir():
+            raise AgentError(f"{directory}: no {TOKENIZERS_DIR}/ folder; the agent needs the action tokenizers "
+                             "the model was trained with (omniactor train writes them to final/)")
+        action_tokenizers = {p.name: load_action_tokenizer(p) for p in sorted(tokenizers_dir.iterdir()) if p.is_dir()}
+        if (directory / AGENT_FILE).exists():
+            settings = AgentSettings.from_json(json.loads((directory / AGENT_FILE).read_text()))
+        else:  # a checkpoint from before agent.json: default prompt settings
+            settings = AgentSettings(sorted(action_tokenizers))
+        model = load_pretrained(directory, dtype=dtype, device=device)
+        from transformers import AutoProcessor
+
+        allow_processors_without_torchvision()
+        processor = AutoProcessor.from_pretrained(str(directory), local_files_only=True)
+        return cls(model, processor, action_tokenizers, settings, **options)
+
+    # -- episodes --------------------------------------------------------------------------
+    def start(self, instruction: str, domain: str) -> Episode:
+        """A new episode (for ``act_batch``)."""
+        if domain not in self.settings.domains:
+            raise AgentError(f"the model has no domain {domain!r}; its domains: {self.settings.domains}")
+        return Episode(instruction, domain)
+
+    def reset(self, instruction: str, domain: str) -> None:
+        """Start the episode ``act`` continues."""
+        self.episode = self.start(instruction, domain)
+
+    def act(self, observation: Any) -> Action:
+        """The next action of the episode started by ``reset``."""
+        if self.episode is None:
+            raise AgentError("call reset(instruction, domain) before act()")
+        return self.act_batch([self.episode], [observation])[0]
+
+    def act_batch(self, episodes: Sequence[Episode], observations: Sequence[Any],
+                  details: bool = False) -> list[Action] | list[Decoded]:
+        """One action per episode from its observation (one batched generation); histories grow.
+        ``details=True`` returns the ``Decoded`` answers (action, raw text, validity) instead."""
+        if len(episodes) != len(observations):
+            raise AgentError(f"{len(episodes)} episodes but {len(observations)} observations")
+        requests = [(ep.domain, ep.instruction, list(obs.images.values()), ep.actions)
+                    for ep, obs in zip(episodes, observations)]
+        decoded = self.decide(requests)
+        for episode, answer in zip(episodes, decoded):
+            episode.actions.append(answer.action)
+        return decoded if details else [d.action for d in decoded]
+
+    def predict_sample(self, sample: Any, images: Sequence[Any], previous: Sequence[Action]) -> Action:
+        """The action for a recorded step (offline evaluation): its instruction, images and earlier actions."""
+        instruction = sample.meta.get("instruction")
+        if instruction is None:
+            raise AgentError(f"episode {sample.episode} step {sample.step}: no meta.instruction to build the prompt")
+        return self.decide([(sample.domain, instruction, list(images), list(previous))])[0].action
+
+    # -- decoding --------------------------------------------------------------------------
+    def prompt(self, domain: str, instruction: str, previous: Sequence[Action]) -> tuple[str, str]:
+        """``(system, human text)`` as in training."""
+        from ..data.prompts import human_turn
+
+        history = self.settings.history
+        shown = list(previous)[-history:] if history else []
+        return self.settings.system_prompts.get(domain, ""), human_turn(instruction, 0,
+                                                                         [format_action(a) for a in shown])
+
+    def decide(self, requests: Sequence[tuple[str, str, list[Any], Sequence[Action]]]) -> list[Decoded]:
+        """Generate and decode one answer per ``(domain, instruction, images, previous actions)``."""
+        from ..models.chat import chat_inputs
+        from ..models.heterogeneity import heterogeneity_config, use_domains
+
+        for domain, *_ in requests:
+            if domain not in self.settings.domains:
+                raise AgentError(f"the model has no domain {domain!r}; its domains: {self.settings.domains}")
+        prompts = [(*self.prompt(domain, instruction, previous), images)
+                   for domain, instruction, images, previous in requests]
+        inputs = chat_inputs(self.processor, prompts, self.settings.image_size)
+        device = next(self.model.parameters()).device
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        domains = [r[0] for r in requests]
+        prompt_length = inputs["input_ids"].shape[1]
+        grammars = [self.grammar(d) for d in domains]
+        budget = max(g.max_tokens for g in grammars)
+        processors = []
+        constraint = None
+        if self.constrained:
+            constraint = ActionConstraint(grammars, prompt_length, top_k=self.top_k if self.do_sample else 1)
+            processors.append(constraint)
+        kwargs: dict[str, Any] = {"max_new_tokens": budget, "do_sample": self.do_sample, "eos_token_id": self.end_id,
+                                  "pad_token_id": self.tokenizer.pad_token_id, "top_k": None, "top_p": None}
+        if self.do_sample:
+            kwargs["temperature"] = self.temperature
+            if not self.constrained:
+                kwargs["top_k"] = self.top_k
+        else:
+            kwargs["temperature"] = None
+        from transformers import LogitsProcessorList
+
+        routed = heterogeneity_config(self.model) is not None and hasattr(self.model, "omniactor_context")
+        with torch.inference_mode():
+            if self.generator is not None:
+                torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator)))
+            if routed:
+                with use_domains(self.model, domains):
+                    out = self.model.generate(**inputs, logits_processor=LogitsProcessorList(processors), **kwargs)
+            else:
+                out = self.model.generate(**inputs, logits_processor=LogitsProcessorList(processors), **kwargs)
+        answers = [self._decode(domain, row[prompt_length:].tolist()) for domain, row in zip(domains, out)]
+        if constraint is not None and constraint.dead_ends:
+            self.stats["dead_ends"] += constraint.dead_ends
+        return answers
+
+    def _decode(self, domain: str, ids: list[int]) -> Decoded:
+        if self.end_id in ids:
+            ids = ids[: ids.index(self.end_id)]
+        pad = self.tokenizer.pad_token_id
+        while ids and ids[-1] == pad:
+            ids.pop()
+        tokenizer = self.action_tokenizers[domain]
+        self.stats["actions"] += 1
+        if isinstance(tokenizer, CodeTokenizer):
+            text = self.tokenizer.decode(ids, skip_special_tokens=False)
+            try:
+                result = tokenizer.decode_ids(ids)
+            except (ActionDecodeError, ValueError) as err:
+                result = ActionDecodeError(ids, str(err)) if not isinstance(err, ActionDecodeError) else err
+        else:
+            text = self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+            result = tokenizer.try_decode(text)
+        if isinstance(result, ActionDecodeError):
+            self.stats["invalid"] += 1
+            return Decoded(self.fallback(domain), text, False, str(result))
+        return Decoded(result, text, True)
+
+    def fallback(self, domain: str) -> Action:
+        """The no-op an undecodable answer becomes (only possible without constraints)."""
+        tokenizer = self.action_tokenizers[domain]
+        space = getattr(tokenizer, "space", None)
+        if space is not None and hasattr(space, "names") and not hasattr(space, "low"):
+            return DiscreteAction(space.names[0])
+        names = getattr(tokenizer, "names", None) or next(iter(getattr(tokenizer, "embodiments", {}).values()), None)
+        if names:
+            return ContinuousAction(tuple(0.0 for _ in names), tuple(names))
+        return Wait()
+
+    def grammar(self, domain: str) -> CodeGrammar | TextGrammar:
+        """The constraint of ``domain``'s answers (built once)."""
+        if domain not in self._grammars:
+            tokenizer = self.action_tokenizers[domain]
+            if isinstance(tokenizer, CodeTokenizer):
+                self._grammars[domain] = CodeGrammar.for_tokenizer(tokenizer, self.end_id, self.vocab_size)
+            else:
+                if self._table is None:
+                    self._table = TokenTable(self.tokenizer, self.vocab_size)
+                self._grammars[domain] = TextGrammar(tokenizer.output_pattern(self.max_text_chars), self._table,
+                                                     self.end_id, tokenizer.max_output_chars(self.max_text_chars))
+        return self._grammars[domain]

@@ -1,0 +1,454 @@
+"""Online evaluation: roll a policy out in real environments and count successes.
+
+``evaluate(config)`` runs ``episodes`` episodes of each task on seeds of the chosen split
+(``test`` by default: disjoint from the ``train`` seeds demonstrations were collected on),
+with ``workers`` environment processes:
+
+- ``policy="agent"``: the agent lives in this process and acts for every running
+  environment in one batched generation per step (``Agent.act_batch``); the environments
+  step in parallel in their processes. One copy of the model, however many environments.
+- ``policy="expert"``: each worker runs the scripted expert exactly as
+  ``omniactor collect`` does (``data.collect.run_episode``), so the harness reproduces
+  the experts' measured rates (the harness check).
+
+Failures are never fatal: an environment that dies (a browser, a simulator) is restarted,
+the episode is run again from its seed and the restart counted; an action the environment
+refuses ends that episode as a failure (``refused_action``). Finished episodes are
+appended to ``episodes.jsonl`` as they end, so re-running the same command continues
+where it stopped. At the end: ``results.json``, ``report.md``, ``success.png``
+(``evaluation.results``) and, with ``save_episodes``, a GIF and an image strip of the
+first episodes of each task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing as mp
+import time
+import traceback
+from collections import deque
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EPISODES_FILE = "episodes.jsonl"
+CONFIG_FILE = "eval_config.json"
+
+
+class EvalError(RuntimeError):
+    """The evaluation cannot run as configured (the message says what to change)."""
+
+
+@dataclass
+class EvalConfig:
+    env: str
+    tasks: list[str]
+    episodes: int
+    out: str
+    checkpoint: str | None = None
+    policy: str = "agent"  # agent | expert
+    workers: int = 1
+    seed: int = 0
+    split: str = "test"
+    env_config: dict[str, Any] = field(default_factory=dict)
+    domain: str | None = None  # the model's domain for this environment (default: the environment's)
+    save_episodes: int = 0  # GIF + strip of the first N episodes of each task
+    agent_options: dict[str, Any] = field(default_factory=dict)  # constrained, do_sample, temperature, ...
+    max_restarts: int = 3
+    progress: bool = True
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two runs' episodes interchangeable (a resumed run must match)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("tasks", "episodes", "workers", "out",
+                                                                   "save_episodes", "progress", "max_restarts")}
+
+
+@dataclass
+class Job:
+    task: str
+    index: int
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.task}/{self.seed}"
+
+
+# ---------------------------------------------------------------------------- environment workers
+
+
+def _portable(observation: Any) -> Any:
+    """The observation without ``extra`` (privileged, possibly unpicklable data the agent never sees)."""
+    return replace(observation, extra={})
+
+
+def _worker_main(conn: Any, env_name: str, env_config: dict[str, Any]) -> None:
+    """One environment process: commands in, results out, until ``close``."""
+    from ..data.collect import Job as CollectJob
+    from ..data.collect import run_episode
+    from ..envs.base import EnvError
+    from ..envs.registry import make_env, make_expert
+
+    env = None
+    while True:
+        try:
+            command, args = conn.recv()
+        except EOFError:
+            break
+        if command == "close":
+            break
+        try:
+            if command in ("reset", "expert"):
+                task, seed = args[0], args[1]
+                if env is None or env.task != task:
+                    if env is not None:
+                        env.close()
+                    env = None
+                    env = make_env(env_name, task, **env_config)
+            if command == "reset":
+                observation = env.reset(seed)
+                conn.send(("ok", (_portable(observation), env.max_steps)))
+            elif command == "step":
+                try:
+                    result = env.step(args[0])
+                except EnvError:
+                    raise
+                except (TypeError, ValueError) as err:
+                    conn.send(("refused", f"{type(err).__name__}: {err}"))
+                    continue
+                conn.send(("ok", (_portable(result.observation), result.terminated, result.truncated,
+                                  result.success)))
+            elif command == "expert":
+                keep_frames = args[2]
+                expert = make_expert(env_name, env)
+                episode = run_episode(env, expert, CollectJob(task, 0, seed, "eval"))
+                frames = [images[0] for images in episode.images] if keep_frames else []
+                cause = ("expert_error" if episode.error else "timeout" if len(episode.actions) >= env.max_steps
+                         else "failed")
+                conn.send(("ok", {"success": episode.success, "steps": len(episode.actions),
+                                  "cause": None if episode.success else cause, "error": episode.error,
+                                  "instruction": episode.instruction[0] if episode.instruction else "",
+                                  "frames": frames}))
+            else:
+                conn.send(("error", f"unknown command {command!r}"))
+        except EnvError as err:
+            if env is not None:
+                with contextlib.suppress(Exception):  # a dead browser may not close cleanly
+                    env.close()
+            env = None
+            conn.send(("env_error", str(err)[:500]))
+        except Exception as err:  # noqa: BLE001 - reported to the parent, which stops the run with it
+            conn.send(("error", f"{type(err).__name__}: {err}\n{traceback.format_exc()}"))
+    if env is not None:
+        env.close()
+
+
+class EnvWorker:
+    """An environment in its own process (spawned fresh: no inherited threads or GL contexts)."""
+
+    def __init__(self, env_name: str, env_config: dict[str, Any]):
+        self.env_name, self.env_config = env_name, env_config
+        self.start()
+
+    def start(self) -> None:
+        context = mp.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_worker_main, args=(child, self.env_name, self.env_config),
+                                       daemon=True)
+        self.process.start()
+        child.close()
+
+    def send(self, command: str, *args: Any) -> None:
+        self.conn.send((command, args))
+
+    def receive(self) -> tuple[str, Any]:
+        """``(status, payload)``; a dead process reads as ``env_error`` (and is restarted)."""
+        try:
+            return self.conn.recv()
+        except (EOFError, ConnectionResetError, BrokenPipeError):
+            self.restart()
+            return "env_error", "the environment process died"
+
+    def call(self, command: str, *args: Any) -> tuple[str, Any]:
+        try:
+            self.send(command, *args)
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            self.restart()
+            return "env_error", "the environment process died"
+        return self.receive()
+
+    def restart(self) -> None:
+        self.close(timeout=1.0)
+        self.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        with contextlib.suppress(OSError, ValueError):  # the pipe of a dead process
+            self.send("close")
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+def plan(config: EvalConfig) -> list[Job]:
+    from ..data.collect import SPLIT_OFFSETS, episode_seed
+
+    if config.split not in SPLIT_OFFSETS:
+        raise EvalError(f"split {config.split!r} is not one of {list(SPLIT_OFFSETS)}")
+    return [Job(task, i, episode_seed(config.seed, config.split, i)) for task in config.tasks
+            for i in range(config.episodes)]
+
+
+def _finished(out: Path, config: EvalConfig) -> dict[str, dict[str, Any]]:
+    """Episodes a previous run of the same evaluation already finished (by key)."""
+    config_file = out / CONFIG_FILE
+    if config_file.exists():
+        previous = json.loads(config_file.read_text())
+        if previous != config.identity():
+            changed = sorted(k for k in set(previous) | set(config.identity())
+                             if previous.get(k) != config.identity().get(k))
+            raise EvalError(f"{out} holds an evaluation with other settings ({', '.join(changed)}); "
+                            "give another --out or delete it")
+    out.mkdir(parents=True, exist_ok=True)
+    config_file.write_text(json.dumps(config.identity(), indent=2))
+    done: dict[str, dict[str, Any]] = {}
+    path = out / EPISODES_FILE
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by a crash: that episode runs again
+                done[record["key"]] = record
+    return done
+
+
+class Recorder:
+    """Appends finished episodes to ``episodes.jsonl`` and saves the first episodes' frames."""
+
+    def __init__(self, out: Path, save_episodes: int, bar: Any):
+        self.out, self.save_episodes, self.bar = out, save_episodes, bar
+        self.file = (out / EPISODES_FILE).open("a")
+        self.successes = self.count = 0
+
+    def wants_frames(self, job: Job) -> bool:
+        return job.index < self.save_episodes
+
+    def record(self, job: Job, record: dict[str, Any], frames: list[np.ndarray]) -> dict[str, Any]:
+        record = {"key": job.key, "task": job.task, "index": job.index, "seed": job.seed, **record}
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if frames:
+            save_frames(frames, self.out / "episodes" / f"{job.task}-{job.index}", bool(record["success"]))
+        self.count += 1
+        self.successes += int(bool(record["success"]))
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(success=f"{self.successes}/{self.count}", refresh=False)
+        return record
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def evaluate(config: EvalConfig, agent: Any = None) -> dict[str, Any]:
+    """Run the evaluation (continuing a previous run in ``config.out``); returns the results."""
+    from ..envs.registry import get_spec, resolve_tasks
+
+    if config.policy not in ("agent", "expert"):
+        raise EvalError(f"policy {config.policy!r} is not 'agent' or 'expert'")
+    if config.episodes < 1 or config.workers < 1:
+        raise EvalError("episodes and workers must be at least 1")
+    spec = get_spec(config.env)
+    missing = spec.missing()
+    if missing:
+        raise EvalError(f"environment {config.env!r} cannot run: missing {', '.join(missing)}; "
+                        f"install with: {spec.install_hint()}")
+    config.tasks = resolve_tasks(config.env, config.tasks)
+    domain = config.domain or spec.domain
+    if config.policy == "agent" and agent is None:
+        if not config.checkpoint:
+            raise EvalError("policy 'agent' needs --checkpoint DIR (a training run's final/ folder)")
+        from ..agent import Agent
+
+        agent = Agent.from_pretrained(config.checkpoint, **config.agent_options)
+    if agent is not None and domain not in agent.settings.domains:
+        raise EvalError(f"the model has no domain {domain!r} (its domains: {agent.settings.domains}); "
+                        "pass --domain to say which of its domains acts in this environment")
+    out = Path(config.out)
+    done = _finished(out, config)
+    jobs = plan(config)
+    todo = deque(job for job in jobs if job.key not in done)
+    started = time.monotonic()
+    bar = None
+    if config.progress and todo:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="ep", desc=f"eval {config.env} ({config.policy})", dynamic_ncols=True)
+    recorder = Recorder(out, config.save_episodes, bar)
+    workers = [EnvWorker(config.env, config.env_config) for _ in range(min(config.workers, max(len(todo), 1)))]
+    restarts = 0
+    try:
+        if todo:
+            run = _run_expert if config.policy == "expert" else _run_agent
+            restarts = run(config, agent, domain, workers, todo, recorder)
+    finally:
+        recorder.close()
+        for worker in workers:
+            worker.close()
+        if bar is not None:
+            bar.close()
+    return finish(config, out, restarts, time.monotonic() - started, agent)
+
+
+def finish(config: EvalConfig, out: Path, restarts: int, seconds: float, agent: Any = None) -> dict[str, Any]:
+    """Summarise ``episodes.jsonl`` (this run's episodes and earlier ones) into the result files."""
+    from .results import summarize, write_results
+
+    wanted = {job.key for job in plan(config)}
+    episodes = [r for r in _finished(out, config).values() if r["key"] in wanted]
+    results = {"env": config.env, "policy": config.policy, "checkpoint": config.checkpoint, "split": config.split,
+               "seed": config.seed, "restarts": restarts, "seconds": round(seconds, 1), **summarize(episodes, config.tasks)}
+    if agent is not None:
+        results["decoding"] = {"constrained": agent.constrained, "do_sample": agent.do_sample,
+                               "invalid_answers": int(agent.stats.get("invalid", 0)),
+                               "answers": int(agent.stats.get("actions", 0))}
+    title = f"{config.env}: {config.policy}" + (f" ({Path(config.checkpoint).name})" if config.checkpoint else "")
+    write_results(out, results, title)
+    return results
+
+
+def _run_expert(config: EvalConfig, agent: Any, domain: str, workers: list[EnvWorker], todo: deque,
+                recorder: Recorder) -> int:
+    """Whole expert episodes inside the workers, one per worker at a time."""
+    restarts = 0
+    attempts: dict[str, int] = {}
+    running: dict[int, Job] = {}
+    while todo or running:
+        for w, worker in enumerate(workers):
+            if w not in running and todo:
+                job = todo.popleft()
+                worker.send("expert", job.task, job.seed, recorder.wants_frames(job))
+                running[w] = job
+        for w in list(running):
+            status, payload = workers[w].receive()
+            job = running.pop(w)
+            if status == "ok":
+                frames = payload.pop("frames")
+                recorder.record(job, {**payload, "invalid": 0, "actions": payload["steps"]}, frames)
+                continue
+            restarts += 1
+            attempts[job.key] = attempts.get(job.key, 0) + 1
+            if status == "error":
+                raise EvalError(f"{job.key}: {payload}")
+            if attempts[job.key] > config.max_restarts:
+                recorder.record(job, {"success": False, "steps": 0, "cause": "env_error", "error": payload}, [])
+            else:
+                todo.appendleft(job)
+    return restarts
+
+
+@dataclass
+class _Slot:
+    job: Job
+    episode: Any
+    observation: Any
+    max_steps: int
+    steps: int = 0
+    invalid: int = 0
+    frames: list[np.ndarray] = field(default_factory=list)
+
+
+def _run_agent(config: EvalConfig, agent: Any, domain: str, workers: list[EnvWorker], todo: deque,
+               recorder: Recorder) -> int:
+    """All running environments act through one batched ``Agent`` call per step."""
+    restarts = 0
+    attempts: dict[str, int] = {}
+    slots: dict[int, _Slot] = {}
+
+    def failed_env(w: int, job: Job, message: str) -> None:
+        nonlocal restarts
+        restarts += 1
+        attempts[job.key] = attempts.get(job.key, 0) + 1
+        if attempts[job.key] > config.max_restarts:
+            recorder.record(job, {"success": False, "steps": 0, "cause": "env_error", "error": message}, [])
+        else:
+            todo.appendleft(job)
+
+    while todo or slots:
+        for w, worker in enumerate(workers):  # start episodes on idle workers
+            while w not in slots and todo:
+                job = todo.popleft()
+                status, payload = worker.call("reset", job.task, job.seed)
+                if status == "error":
+                    raise EvalError(f"{job.key}: {payload}")
+                if status != "ok":
+                    failed_env(w, job, payload)
+                    continue
+                observation, max_steps = payload
+                slot = _Slot(job, agent.start(observation.instruction, domain), observation, max_steps)
+                if recorder.wants_frames(job):
+                    slot.frames.append(observation.image)
+                slots[w] = slot
+        if not slots:
+            break
+        active = sorted(slots)
+        decided = agent.act_batch([slots[w].episode for w in active], [slots[w].observation for w in active],
+                                  details=True)
+        for w, answer in zip(active, decided):
+            slots[w].invalid += int(not answer.valid)
+            workers[w].send("step", answer.action)
+        for w in active:
+            slot = slots[w]
+            status, payload = workers[w].receive()
+            if status == "error":
+                raise EvalError(f"{slot.job.key}: {payload}")
+            if status == "env_error":
+                del slots[w]
+                failed_env(w, slot.job, payload)
+                continue
+            slot.steps += 1
+            record = {"steps": slot.steps, "invalid": slot.invalid, "actions": slot.steps,
+                      "instruction": slot.episode.instruction}
+            if status == "refused":
+                recorder.record(slot.job, {"success": False, "cause": "refused_action", "error": payload, **record},
+                                slot.frames)
+                del slots[w]
+                continue
+            observation, terminated, truncated, success = payload
+            slot.observation = observation
+            if slot.frames:
+                slot.frames.append(observation.image)
+            if terminated or truncated:
+                cause = None if success else ("timeout" if truncated and not terminated else "failed")
+                recorder.record(slot.job, {"success": bool(success), "cause": cause, **record}, slot.frames)
+                del slots[w]
+    return restarts
+
+
+# ---------------------------------------------------------------------------- episode pictures
+
+
+def save_frames(frames: list[np.ndarray], stem: Path, success: bool, strip_frames: int = 8) -> None:
+    """``stem.gif`` (every frame) and ``stem.png`` (up to ``strip_frames`` frames side by side)."""
+    from PIL import Image
+
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames]
+    images[0].save(stem.with_suffix(".gif"), save_all=True, append_images=images[1:], duration=150, loop=0)
+    picks = np.linspace(0, len(images) - 1, num=min(strip_frames, len(images))).round().astype(int)
+    height = max(images[i].height for i in picks)
+    strip = Image.new("RGB", (sum(images[i].width for i in picks) + 2 * (len(picks) - 1), height + 4),
+                      (40, 160, 60) if success else (190, 50, 50))
+    x = 0
+    for i in picks:
+        strip.paste(images[i].convert("RGB"), (x, 4))
+        x += images[i].width + 2
+    strip.save(stem.with_suffix(".png"))

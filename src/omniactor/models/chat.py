@@ -1,0 +1,54 @@
+"""The chat prompt a model is trained on and acts from: one definition for both.
+
+A turn is the system prompt, the image(s) and the human text (task, previous actions,
+question; ``data.prompts.human_turn``), rendered by the family's chat template with the
+assistant's turn opened. Training (``training.data.SampleEncoder``) appends the answer;
+the ``Agent`` lets the model write it. Keeping both here means a trained model is always
+asked exactly what it was taught.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def chat_text(processor: Any, system: str, text: str, num_images: int) -> str:
+    """The rendered prompt, ending where the assistant's answer starts."""
+    content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": text}]
+    # an empty system turn rather than none: chat templates (Qwen's) insert a default one
+    messages = [{"role": "system", "content": [{"type": "text", "text": system}]},
+                {"role": "user", "content": content}]
+    return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def resize_images(images: Sequence[Any], image_size: int | None) -> list[Any]:
+    """PIL images (or ``(H, W, 3)`` uint8 arrays) as RGB PIL images, squared to ``image_size`` if set."""
+    from PIL import Image
+
+    out = []
+    for image in images:
+        if not isinstance(image, Image.Image):
+            image = Image.fromarray(image)
+        image = image.convert("RGB")
+        if image_size:
+            image = image.resize((image_size, image_size))
+        out.append(image)
+    return out
+
+
+def chat_inputs(processor: Any, prompts: Sequence[tuple[str, str, Sequence[Any]]], image_size: int | None,
+                padding_side: str = "left") -> Any:
+    """Model inputs for a batch of ``(system, text, images)`` turns (left-padded for generation)."""
+    texts, images = [], []
+    for system, text, turn_images in prompts:
+        turn_images = resize_images(turn_images, image_size)
+        texts.append(chat_text(processor, system, text, len(turn_images)))
+        images.extend(turn_images)
+    tokenizer = getattr(processor, "tokenizer", processor)
+    previous = tokenizer.padding_side
+    tokenizer.padding_side = padding_side
+    try:
+        return processor(text=texts, images=images or None, return_tensors="pt", padding=len(texts) > 1)
+    finally:
+        tokenizer.padding_side = previous
