@@ -141,3 +141,25 @@ def test_source_errors(tmp_path):
     write_records(tmp_path / "empty" / "android_control-00000-of-00001", [])
     with pytest.raises(SourceError, match="splits file"):
         convert("android_control", tmp_path / "empty", tmp_path / "out", AndroidControlOptions(split="train"))
+
+
+def test_scroll_direction_kept_end_to_end(android_control_src, tmp_path, read_records):
+    """AndroidControl's ``direction`` is what comes into view (AndroidWorld executes ``scroll down`` as a
+    swipe from the centre to the top), which is our ``Scroll`` meaning: every converted scroll keeps it."""
+    from omniactor.data.converters.tfrecord import parse_example
+    from omniactor.data.converters.tfrecord import read_records as read_tfrecords
+
+    source: dict[tuple[str, int], str] = {}
+    for path in sorted(android_control_src.path.glob("android_control-*")):
+        for record in read_tfrecords(path):
+            features = parse_example(record)
+            for step, raw in enumerate(features["actions"]):
+                action = json.loads(raw)
+                if action["action_type"] == "scroll":
+                    source[(str(features["episode_id"][0]), step)] = action["direction"]
+    assert len(set(source.values())) >= 2  # the fake covers more than one direction
+    out = tmp_path / "out"
+    convert("android_control", android_control_src.path, out)
+    scrolls = {(r["meta"]["episode"], r["meta"]["step"]): r["action"] for r in read_records(out)
+               if r["action"]["type"] == "scroll"}
+    assert {key: action["direction"] for key, action in scrolls.items()} == source

@@ -27,6 +27,12 @@ def test_registers_one_subcommand_per_converter_with_typed_options():
     args = _parser().parse_args(["convert", "libero", "--src", "s", "--out", "o", "--cameras",
                                  "agentview_rgb,eye_in_hand_rgb", "--state-keys", "none"])
     assert args.cameras == ("agentview_rgb", "eye_in_hand_rgb") and args.state_keys == ()
+    assert (args.image_size, args.gripper, args.resize_filter) == (None, "keep", "bicubic")
+    args = _parser().parse_args(["convert", "libero", "--src", "s", "--out", "o", "--image-size", "448",
+                                 "--gripper", "open1close0", "--resize-filter", "lanczos"])
+    assert (args.image_size, args.gripper, args.resize_filter) == ("448", "open1close0", "lanczos")
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["convert", "libero", "--src", "s", "--out", "o", "--gripper", "inverted"])
     args = _parser().parse_args(["convert", "lerobot", "--src", "s", "--out", "o", "--state-key", "none"])
     assert args.state_key is None
     with pytest.raises(SystemExit):

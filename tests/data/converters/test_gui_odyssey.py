@@ -95,3 +95,28 @@ def test_split_and_missing_screenshot(gui_odyssey_src, tmp_path, read_records):
     assert summary.skipped == {"missing_screenshot": 1}
     assert summary.episodes_converted == len(gui_odyssey_src.episodes) - 1
     assert validate_dataset(tmp_path / "out").ok
+
+
+def test_scroll_direction_end_to_end(gui_odyssey_src, tmp_path, read_records):
+    """Every SCROLL of the source becomes the scroll that reveals the side opposite the finger's motion."""
+    opposite = {"up": "down", "down": "up", "left": "right", "right": "left"}
+    expected = {}
+    for path in sorted((gui_odyssey_src.path / "annotations").glob("*.json")):
+        data = json.loads(path.read_text())
+        for index, step in enumerate(data["steps"]):
+            if step["action"] == "SCROLL":
+                (x1, y1), (x2, y2) = step["info"]
+                finger = ("left" if x2 < x1 else "right") if abs(x2 - x1) > abs(y2 - y1) else (
+                    "up" if y2 < y1 else "down")
+                expected[(data["episode_id"], index)] = (opposite[finger], finger)
+    assert len({view for view, _ in expected.values()}) >= 2
+    out = tmp_path / "out"
+    convert("gui_odyssey", gui_odyssey_src.path, out)
+    got = {(r["meta"]["episode"], r["meta"]["step"]): (r["action"]["direction"], r["meta"]["gesture_direction"])
+           for r in read_records(out) if r["action"]["type"] == "scroll"}
+    assert got == expected
+
+
+def test_scroll_without_motion_is_skipped_not_guessed():
+    with pytest.raises(Skip, match="bad_action.*starts and ends at the same point"):
+        GuiOdysseyConverter("unused")._action({"step": 2, "action": "SCROLL", "info": [[500, 500], [500, 500]]})

@@ -20,10 +20,19 @@ Actions -> typed actions (pixels -> normalised ``Point`` with the screenshot's s
 Scroll direction. Our ``Scroll(direction)`` means "scroll so that what lies in
 ``direction`` comes into view" (``down``: the finger moves up, the content moves up, what
 was below appears). AndroidControl's ``direction`` names the same thing: the AndroidWorld
-executor of this very action JSON (same authors) performs ``scroll down`` as a swipe from
-the middle of the screen to its top. So ``scroll_convention="view"`` (default) keeps the
-direction. Should a copy of the data use the opposite meaning (the direction the content
-moves, i.e. the finger's), ``scroll_convention="content"`` flips it.
+executor of this very action JSON (same authors, ``android_world/env/actuation.py``)
+performs it as a swipe from the centre of the screen (or of the element) to its edge::
+
+    AndroidControl direction   finger (AndroidWorld)      written as
+    "down"                     centre -> top edge         scroll(direction="down")   content below comes into view
+    "up"                       centre -> bottom edge      scroll(direction="up")
+    "right"                    centre -> left edge        scroll(direction="right")
+    "left"                     centre -> right edge       scroll(direction="left")
+
+So ``scroll_convention="view"`` (default) keeps the direction. Should a copy of the data
+use the opposite meaning (the direction the content or the finger moves),
+``scroll_convention="content"`` flips it. (AndroidWorld's separate ``swipe`` action type,
+the inverse of scroll, does not occur in AndroidControl.)
 
 Target boxes: for clicks, long presses and ``type`` points, the smallest interactive
 (clickable, long-clickable or editable) accessibility node whose bounds contain the point

@@ -210,6 +210,41 @@ def png_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+RESIZE_FILTERS: dict[str, Image.Resampling] = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "lanczos": Image.Resampling.LANCZOS,
+    "nearest": Image.Resampling.NEAREST,
+}
+
+
+def parse_image_size(text: str) -> tuple[int, int]:
+    """``"448"`` -> ``(448, 448)``, ``"224x448"`` -> ``(224, 448)``: (height, width) in pixels.
+
+    Height first, as in array shapes (``H x W x 3``); raises ``ValueError`` naming the
+    accepted forms, so a typo on the command line fails before anything is converted.
+    """
+    parts = str(text).lower().replace(" ", "").split("x")
+    try:
+        numbers = [int(part) for part in parts]
+    except ValueError:
+        numbers = []
+    if len(numbers) not in (1, 2) or any(n <= 0 for n in numbers):
+        raise ValueError(f"image size {text!r}: expected N (an NxN square, e.g. 448) or HxW (e.g. 224x448)")
+    return (numbers[0], numbers[0]) if len(numbers) == 1 else (numbers[0], numbers[1])
+
+
+def resize_exact(image: np.ndarray, size: tuple[int, int], resample: str = "bicubic") -> Image.Image:
+    """``image`` (an ``H x W x C`` array) resized to exactly ``size`` = (height, width), aspect ratio
+    not kept (models with a fixed square input, e.g. 448x448, are trained and evaluated on the
+    stretched frame). Returns a PIL image so ``prepare_image`` encodes it without another copy."""
+    pil = Image.fromarray(np.ascontiguousarray(image))
+    height, width = size
+    if pil.size == (width, height):
+        return pil
+    return pil.resize((width, height), RESIZE_FILTERS[resample])
+
+
 def prepare_image(image: ImageInput, options: BaseOptions) -> bytes | str:
     """The image as the writer should store it: encoded bytes, or a file path to copy as is.
 

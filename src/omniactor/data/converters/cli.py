@@ -53,7 +53,11 @@ def _run(args: argparse.Namespace) -> int:
     from .runner import ConversionLocked, OptionsChanged, convert
 
     cls = get_converter(args.converter)
-    options = cls.Options(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls.Options)})
+    try:  # Options check combinations and formats (e.g. --image-size) in __post_init__
+        options = cls.Options(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls.Options)})
+    except (TypeError, ValueError) as err:
+        print(f"error: {args.converter} options: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         summary = convert(
             cls, args.src, args.out, options, workers=args.workers, limit=args.limit,

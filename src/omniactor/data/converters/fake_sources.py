@@ -247,12 +247,33 @@ def write_libero(path: str | Path, demos: int = 2, steps: int = 12, size: int = 
 # ---------------------------------------------------------------------------- LeRobot v3
 
 
+def _lerobot_frames(first: int, count: int, size: int, detail: float, seed: int) -> np.ndarray:
+    """Frames ``first .. first + count - 1`` of a fake LeRobot camera: a flat grey level per frame
+    (survives lossy video coding, so a test can tell frames apart) and, with ``detail``, that
+    fraction of rows as noise (realistic PNG sizes for image features)."""
+    frames = np.empty((count, size, size, 3), np.uint8)
+    for k in range(count):
+        frames[k] = ((first + k) * 7) % 200 + 20
+    rows = int(size * detail)
+    if rows:
+        rng = np.random.default_rng(seed * 1_000_003 + first)
+        frames[:, size - rows:] = rng.integers(0, 256, (count, rows, size, 3), dtype=np.uint8)
+    return frames
+
+
 def write_lerobot(root: str | Path, episodes: int = 3, steps: int = 8, size: int = 32, fps: int = 10,
                   video: bool = True, seed: int = 0, tasks: tuple[str, ...] = ("pick the cube", "open the drawer"),
+                  detail: float = 0.0, row_group_episodes: int | None = None, keep_frames: bool = True,
                   ) -> FakeSource:
     """A LeRobot v3.0 folder: all episodes in ``data/chunk-000/file-000.parquet`` and, with ``video``,
     back to back in ``videos/observation.images.front/chunk-000/file-000.mp4`` (H.264 via PyAV); without
-    it the camera is an ``image`` feature stored as PNG bytes in the parquet file."""
+    it the camera is an ``image`` feature stored as PNG bytes in the parquet file.
+
+    The data file is one row group, as LeRobot's own writer (one ``to_parquet`` of the whole
+    file) leaves it, unless ``row_group_episodes`` asks for one row group per that many
+    episodes. Frames are made and encoded one episode at a time, so large fakes (benchmarks)
+    need little memory; ``keep_frames=False`` also leaves them out of ``extra["frames"]``.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -265,18 +286,6 @@ def write_lerobot(root: str | Path, episodes: int = 3, steps: int = 8, size: int
     total = episodes * steps
     actions = rng.uniform(-1, 1, (total, 6)).astype(np.float32)
     states = rng.normal(0, 1, (total, 6)).astype(np.float32)
-    frames = np.zeros((total, size, size, 3), np.uint8)
-    for i in range(total):
-        frames[i, :, :, :] = (i * 7) % 200 + 20  # flat grey levels survive lossy video coding
-    columns: dict[str, Any] = {
-        "action": [a.tolist() for a in actions],
-        "observation.state": [s.tolist() for s in states],
-        "timestamp": [float(i % steps) / fps for i in range(total)],
-        "frame_index": [i % steps for i in range(total)],
-        "episode_index": [i // steps for i in range(total)],
-        "index": list(range(total)),
-        "task_index": [(i // steps) % len(tasks) for i in range(total)],
-    }
     features: dict[str, Any] = {
         "action": {"dtype": "float32", "shape": [6], "names": ["shoulder_pan", "shoulder_lift", "elbow_flex",
                                                                "wrist_flex", "wrist_roll", "Gripper"]},
@@ -288,29 +297,77 @@ def write_lerobot(root: str | Path, episodes: int = 3, steps: int = 8, size: int
         "task_index": {"dtype": "int64", "shape": [1], "names": None},
     }
     if video:
-        import av
-
         features[camera] = {"dtype": "video", "shape": [size, size, 3], "names": ["height", "width", "channels"],
                             "info": {"video.fps": fps, "video.codec": "h264", "video.pix_fmt": "yuv420p"}}
-        path = root / "videos" / camera / "chunk-000" / "file-000.mp4"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with av.open(str(path), "w") as container:
-            stream = container.add_stream("libx264", rate=fps)
-            stream.width = stream.height = size
-            stream.pix_fmt = "yuv420p"
-            stream.options = {"crf": "10", "g": str(steps)}
-            for i in range(total):
-                frame = av.VideoFrame.from_ndarray(frames[i], format="rgb24")
-                frame.pts = i
-                for packet in stream.encode(frame):
-                    container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
     else:
         features[camera] = {"dtype": "image", "shape": [size, size, 3], "names": ["height", "width", "channels"]}
-        columns[camera] = [{"bytes": _png(Image.fromarray(f)), "path": f"frame_{i:06d}.png"}
-                           for i, f in enumerate(frames)]
-    pq.write_table(pa.table(columns), root / "data" / "chunk-000" / "file-000.parquet")
+
+    def episode_table(e: int, frames: np.ndarray) -> Any:
+        rows = range(e * steps, (e + 1) * steps)
+        columns: dict[str, Any] = {
+            "action": [actions[i].tolist() for i in rows],
+            "observation.state": [states[i].tolist() for i in rows],
+            "timestamp": [float(i % steps) / fps for i in rows],
+            "frame_index": [i % steps for i in rows],
+            "episode_index": [e] * steps,
+            "index": list(rows),
+            "task_index": [e % len(tasks)] * steps,
+        }
+        if not video:
+            columns[camera] = [{"bytes": _png(Image.fromarray(f)), "path": f"frame_{i:06d}.png"}
+                               for i, f in zip(rows, frames)]
+        return pa.table(columns)
+
+    container = stream = None
+    if video:
+        import av
+
+        path = root / "videos" / camera / "chunk-000" / "file-000.mp4"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        container = av.open(str(path), "w")
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "10", "g": str(steps)}
+    tables: list[Any] = []
+    writer = None
+    data_path = root / "data" / "chunk-000" / "file-000.parquet"
+    try:
+        for e in range(episodes):
+            frames = _lerobot_frames(e * steps, steps, size, detail, seed)
+            if container is not None:
+                import av
+
+                for k, picture in enumerate(frames):
+                    frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+                    frame.pts = e * steps + k
+                    for packet in stream.encode(frame):
+                        container.mux(packet)
+            table = episode_table(e, frames)
+            if row_group_episodes:
+                tables.append(table)
+                if len(tables) == row_group_episodes or e == episodes - 1:
+                    merged = pa.concat_tables(tables)
+                    if writer is None:
+                        writer = pq.ParquetWriter(data_path, merged.schema)
+                    writer.write_table(merged, row_group_size=merged.num_rows)
+                    tables = []
+            else:
+                tables.append(table)
+            source.episodes[str(e)] = steps
+            if keep_frames:
+                source.extra["frames"][str(e)] = frames
+        if container is not None:
+            for packet in stream.encode():
+                container.mux(packet)
+    finally:
+        if container is not None:
+            container.close()
+        if writer is not None:
+            writer.close()
+    if not row_group_episodes:
+        merged = pa.concat_tables(tables)
+        pq.write_table(merged, data_path, row_group_size=max(1, merged.num_rows))
     info = {
         "codebase_version": "v3.0", "robot_type": "so100", "total_episodes": episodes, "total_frames": total,
         "total_tasks": len(tasks), "chunks_size": 1000, "data_files_size_in_mb": 100,
@@ -343,8 +400,6 @@ def write_lerobot(root: str | Path, episodes: int = 3, steps: int = 8, size: int
             rows[f"videos/{camera}/file_index"].append(0)
             rows[f"videos/{camera}/from_timestamp"].append(e * steps / fps)
             rows[f"videos/{camera}/to_timestamp"].append((e + 1) * steps / fps)
-        source.episodes[str(e)] = steps
-        source.extra["frames"][str(e)] = frames[e * steps:(e + 1) * steps]
     pq.write_table(pa.table(rows), root / "meta" / "episodes" / "chunk-000" / "file-000.parquet")
     source.extra["actions"] = actions
     return source

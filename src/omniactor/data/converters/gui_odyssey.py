@@ -17,12 +17,21 @@ Actions -> typed actions::
     TEXT / TYPE "hello"                type(text="hello")
     COMPLETE / INCOMPLETE (IMPOSSIBLE) terminate(status="success" / "failure")
 
-Scroll: ``info`` is the finger's path. Our ``Scroll(direction)`` names what comes into
-view, the opposite of the finger's motion: a finger moving up (y2 < y1) is
-``scroll(direction="down")``. GUI Odyssey's own evaluation labels scrolls by the
-finger's direction (``SCROLL: UP`` for that gesture); that label is kept in
-``meta.gesture_direction`` and the path in ``meta.gesture``, so its metric can be
-reproduced exactly. ``scroll_as="swipe"`` writes the path itself as ``swipe(...)``.
+Scroll: ``info`` is the finger's path, start to end, on the 0-1000 grid (y down). Our
+``Scroll(direction)`` names what comes into view, the opposite of the finger's motion; the
+larger of the horizontal and vertical moves decides (a tie goes to the vertical one)::
+
+    finger moves up    (y2 < y1)   scroll(direction="down")   content below comes into view
+    finger moves down  (y2 > y1)   scroll(direction="up")
+    finger moves left  (x2 < x1)   scroll(direction="right")
+    finger moves right (x2 > x1)   scroll(direction="left")
+
+The gesture's start point is kept as the scroll's ``point``. A path that does not move
+has no direction: its episode is skipped (``bad_action``), not given a guessed label.
+GUI Odyssey's own evaluation labels scrolls by the finger's direction (``SCROLL: UP``
+for the first row); that label is kept in ``meta.gesture_direction`` and the path in
+``meta.gesture``, so its metric can be reproduced exactly. ``scroll_as="swipe"`` writes
+the path itself as ``swipe(...)``.
 
 ``sam2_bbox`` is kept as given (grid units) in ``meta.sam2_bbox`` and normalised to
 ``[0, 1]`` in ``meta.target_box``: the ``odyssey`` metric counts a click inside it as correct.
@@ -155,6 +164,8 @@ class GuiOdysseyConverter(Converter):
                 raise Skip("bad_action", f"{where}: expected [[x1, y1], [x2, y2]], got {info!r}")
             start, end = _grid(info[0], where, self), _grid(info[1], where, self)
             dx, dy = end.x - start.x, end.y - start.y
+            if dx == 0 and dy == 0:  # no direction to read: guessing one would teach a wrong label
+                raise Skip("bad_action", f"{where}: the swipe starts and ends at the same point {info[0]!r}")
             finger = ("left" if dx < 0 else "right") if abs(dx) > abs(dy) else ("up" if dy < 0 else "down")
             view = {"up": "down", "down": "up", "left": "right", "right": "left"}[finger]
             meta = {"gesture": [[start.x, start.y], [end.x, end.y]], "gesture_direction": finger}

@@ -19,13 +19,26 @@ features decoded with PyAV, ``image`` features passed through as stored) and
 ``stats.json`` (or of the data when it has none); the manifest accumulates the statistics
 and normalisers as for every continuous source. Float32 values are written as the shortest
 decimals that read back as the same float32 (``0.1``, not ``0.10000000149011612``).
+
+Memory. A v3 data file holds many episodes (up to ``data_files_size_in_mb``, 100 MB by
+default, more with image features) and is often a single row group. It is never read
+whole: ``_DataFile`` reads it forward in batches of about 1 MB, only the columns needed,
+starting at the first row group that can hold the episode (row-group statistics), and
+keeps at most one batch beyond the current episode. Memory therefore depends on the
+episode length, not on the size of the file or of the dataset (reading the data file
+whole, as this converter once did, made its peak grow 1.7x from a 1x to a 10x source in
+``benchmarks/bench_convert.py``). This relies on v3's layout: an episode's rows are
+contiguous and episodes ascend within a file. Rows out of place that the single pass
+misses leave their episode shorter than the ``length`` in ``meta/episodes/``: it is skipped
+as ``length_mismatch``, never cut silently.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -66,6 +79,76 @@ def _f32(value: float) -> float:
     return float(str(np.float32(value)))
 
 
+class _DataFile:
+    """One data parquet file read forward, an episode at a time, in batches of about
+    ``batch_bytes``: the memory an episode takes, whatever the size of the file.
+
+    ``episode(e)`` returns episode ``e``'s rows (the ``columns`` present in the file).
+    Episodes asked for in ascending order (the order of ``units()``) cost one pass over
+    the file; asking for an earlier one restarts the pass from the row group that holds it.
+    """
+
+    def __init__(self, path: Path, columns: Sequence[str], batch_bytes: int = 1 << 20):
+        import pyarrow.parquet as pq
+
+        # buffer_size > 0: pages are read as they are decoded, not whole column chunks at once
+        self.file = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
+        names = self.file.schema_arrow.names
+        if "episode_index" not in names:
+            raise Skip("missing_field", f"{path.name} has no episode_index column")
+        self.columns = list(dict.fromkeys(["episode_index", *(c for c in columns if c in names)]))
+        meta = self.file.metadata
+        rows = max(1, meta.num_rows)
+        row_bytes = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)) / rows
+        self.batch_rows = int(min(4096, max(4, batch_bytes // max(1.0, row_bytes))))
+        self._batches: Iterator[Any] | None = None
+        self._pending: Any = None  # rows read past the last episode returned
+        self._last: int | None = None
+
+    def _first_row_group(self, episode: int) -> int:
+        """The first row group whose statistics allow ``episode`` (0 without statistics)."""
+        meta = self.file.metadata
+        column = self.file.schema_arrow.get_field_index("episode_index")
+        for i in range(meta.num_row_groups):
+            stats = meta.row_group(i).column(column).statistics
+            if stats is None or not stats.has_min_max or stats.max >= episode:
+                return i
+        return meta.num_row_groups
+
+    def episode(self, episode: int) -> Any:
+        import pyarrow as pa
+
+        if self._batches is None or (self._last is not None and episode <= self._last):
+            start = self._first_row_group(episode)
+            groups = list(range(start, self.file.metadata.num_row_groups))
+            self._batches = self.file.iter_batches(
+                batch_size=self.batch_rows, row_groups=groups, columns=self.columns, use_threads=False
+            ) if groups else iter(())
+            self._pending = None
+        parts = []
+        while True:
+            batch, self._pending = self._pending, None
+            if batch is None:
+                batch = next(self._batches, None)
+            if batch is None:
+                break
+            index = batch.column("episode_index").to_numpy(zero_copy_only=False)
+            mine = np.flatnonzero(index == episode)
+            if mine.size and mine[-1] - mine[0] + 1 == mine.size:
+                parts.append(batch.slice(mine[0], mine.size))  # contiguous, as v3 writes: no copy
+            elif mine.size:
+                parts.append(batch.filter(pa.array(index == episode)))
+            later = np.flatnonzero(index > episode)
+            if later.size:  # the episode ends in this batch: keep the rest (a view) for the next call
+                self._pending = batch.slice(later[0])
+                break
+        self._last = episode
+        schema = self.file.schema_arrow
+        if not parts:
+            return pa.Table.from_batches([], schema=pa.schema([schema.field(c) for c in self.columns]))
+        return pa.Table.from_batches(parts)
+
+
 class LeRobotConverter(Converter):
     name = "lerobot"
     domain = "embodied"
@@ -79,7 +162,7 @@ class LeRobotConverter(Converter):
         self._info: dict[str, Any] | None = None
         self._space: ContinuousSpace | None = None
         self._tasks: dict[int, str] | None = None
-        self._table: tuple[str, Any] | None = None
+        self._data: tuple[str, _DataFile] | None = None
         self._videos: dict[str, tuple[str, Any]] = {}
 
     # -- metadata
@@ -164,11 +247,12 @@ class LeRobotConverter(Converter):
 
         low = high = None
         for path in sorted((self.src / "data").rglob("*.parquet")):
-            column = pq.read_table(path, columns=[self.options.action_key]).column(0)
-            values = np.asarray(column.to_pylist(), dtype=np.float64).reshape(len(column), -1)
-            if len(values):
-                low = values.min(0) if low is None else np.minimum(low, values.min(0))
-                high = values.max(0) if high is None else np.maximum(high, values.max(0))
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536, columns=[self.options.action_key]):
+                column = batch.column(0)
+                values = np.asarray(column.to_pylist(), dtype=np.float64).reshape(len(column), -1)
+                if len(values):
+                    low = values.min(0) if low is None else np.minimum(low, values.min(0))
+                    high = values.max(0) if high is None else np.maximum(high, values.max(0))
         if low is None:
             raise SourceError(f"{self.src}: no frames in data/")
         return low, high
@@ -210,21 +294,29 @@ class LeRobotConverter(Converter):
         episode = str(row["episode_index"])
         yield PendingEpisode(episode, lambda: self._steps(episode, row))
 
-    def _frames_table(self, row: dict[str, Any]) -> Any:
-        import pyarrow.compute as pc
-        import pyarrow.parquet as pq
+    def _columns(self) -> list[str]:
+        """The data columns a sample needs (image features embed their pictures in the data file)."""
+        opts = self.options
+        wanted = [opts.action_key, "frame_index", "task_index"]
+        if opts.state_key is not None:
+            wanted.append(opts.state_key)
+        wanted += [c for c in self.cameras() if self.features[c]["dtype"] == "image"]
+        return list(dict.fromkeys(wanted))
 
+    def _frames_table(self, row: dict[str, Any]) -> Any:
         try:
             path = self.src / self.info["data_path"].format(
                 chunk_index=row["data/chunk_index"], file_index=row["data/file_index"])
         except KeyError as err:
             raise Skip("missing_field", f"episode metadata lacks {err}") from None
-        if self._table is None or self._table[0] != str(path):
+        if self._data is None or self._data[0] != str(path):
             if not path.is_file():
                 raise Skip("missing_file", f"{path} does not exist")
-            self._table = (str(path), pq.read_table(path))
-        table = self._table[1]
-        frames = table.filter(pc.equal(table["episode_index"], row["episode_index"]))
+            self._data = (str(path), _DataFile(path, self._columns()))
+        frames = self._data[1].episode(int(row["episode_index"]))
+        for column in self._columns():
+            if column not in frames.column_names and column not in ("frame_index", "task_index"):
+                raise Skip("missing_field", f"{path.name} has no column {column!r}")
         if "frame_index" in frames.column_names:
             frames = frames.sort_by("frame_index")
         return frames

@@ -141,7 +141,7 @@ def conversion_lock(out: Path) -> Iterator[None]:
     """Hold ``OUT/.convert/lock`` for the whole conversion (refuses a second one at once)."""
     state = out / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
-    handle = open(state / LOCK_FILE, "a+")
+    handle = open(state / LOCK_FILE, "a+")  # noqa: SIM115 - held across the yield, closed in finally
     try:
         try:
             import fcntl
@@ -275,7 +275,7 @@ def _run_job(job: _Job, report: Callable[[str, int], None]) -> _Result:
     def open_writer() -> DatasetWriter:
         return DatasetWriter(job.out, append=True, action_spaces=spaces, shard_size=job.shard_size)
 
-    ledger = open(job.ledger, "a", encoding="utf-8")
+    ledger = open(job.ledger, "a", encoding="utf-8")  # noqa: SIM115 - closed in the finally below
     try:
         for unit in job.units:
             for item in converter.episodes(unit):
@@ -303,7 +303,7 @@ def _run_job(job: _Job, report: Callable[[str, int], None]) -> _Result:
                     result.skip(item.id, skip.reason, skip.detail)
                     report("skipped", 0)
                     continue
-                except Exception as err:  # malformed source data: count it, keep going
+                except Exception as err:  # noqa: BLE001 - malformed source data: count it, keep going
                     result.skip(item.id, "unreadable", f"{type(err).__name__}: {err}")
                     report("skipped", 0)
                     continue
@@ -347,7 +347,7 @@ def _worker_main(job: _Job, queue: Any, index: int) -> None:
     try:
         result = _run_job(job, lambda kind, steps: queue.put(("progress", index, kind, steps)))
         queue.put(("result", index, result, None))
-    except BaseException:
+    except BaseException:  # noqa: BLE001 - reported to the parent, which raises
         queue.put(("error", index, None, traceback.format_exc()))
 
 
@@ -402,14 +402,16 @@ def convert(
     with conversion_lock(out):
         summary.removed_after_interruption = recover(out, had_state)
         done = done_episodes(out, source)
+        state = out / STATE_DIR / source
+        # Options first: a changed option (e.g. the gripper mapping) also changes the action space,
+        # and "options changed" says what to do about it better than "two action spaces" would.
+        _check_same_options(state / "config.json", asdict(instance.options), done, source)
         DatasetWriter(out, append=True, action_spaces=instance.action_spaces()).close()  # checks the spaces agree
         units = instance.units()
         summary.units = len(units)
         blocks = split_units(units, workers) if units else []
         summary.workers = max(1, len(blocks))
-        state = out / STATE_DIR / source
         state.mkdir(parents=True, exist_ok=True)
-        _check_same_options(state / "config.json", asdict(instance.options), done, source)
         run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
         shares = [None] * len(blocks)
         if limit is not None:  # as even as possible, summing to the limit
