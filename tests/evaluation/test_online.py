@@ -1,0 +1,71 @@
+"""``omniactor eval``: the expert through the harness reproduces its rates; a trained agent gets a full report."""
+
+import json
+
+import pytest
+
+from omniactor.envs.experts.evaluate import evaluate_expert
+from omniactor.evaluation.online import EvalConfig, EvalError, evaluate
+from omniactor.evaluation.results import summarize_task, wilson_interval
+
+from ..envs.conftest import require
+
+EXPERT_CASES = [
+    ("babyai", "GoToLocal", 6, {}),
+    ("metaworld", "reach-v3", 3, {"cameras": []}),
+    ("miniwob", "click-checkboxes", 3, {}),
+]
+
+
+@pytest.mark.env
+@pytest.mark.parametrize("env,task,episodes,env_config", EXPERT_CASES, ids=[c[0] for c in EXPERT_CASES])
+def test_the_harness_reproduces_the_experts_rates_on_the_same_seeds(tmp_path, env, task, episodes, env_config):
+    require(env)
+    results = evaluate(EvalConfig(env=env, tasks=[task], episodes=episodes, out=str(tmp_path), policy="expert",
+                                  workers=2, split="train", env_config=env_config, progress=False))
+    reference = evaluate_expert(env, task, episodes, env_config=env_config)
+    (numbers,) = results["tasks"].values()
+    assert (numbers["successes"], numbers["episodes"]) == (reference.successes, reference.episodes)
+    assert numbers["mean_steps"] == pytest.approx(reference.mean_steps, abs=0.01)
+    assert numbers["successes"] == episodes  # the experts solve these
+
+
+@pytest.mark.env
+def test_a_trained_agent_gets_results_report_chart_and_episode_pictures_and_runs_resume(tmp_path, trained_checkpoint):
+    require("babyai")
+    config = dict(env="babyai", tasks=["GoToRedBall"], out=str(tmp_path / "eval"), checkpoint=str(trained_checkpoint[0]),
+                  workers=2, env_config={"max_steps": 3}, save_episodes=1, progress=False)
+    results = evaluate(EvalConfig(episodes=3, **config))
+    out = tmp_path / "eval"
+    numbers = results["tasks"]["BabyAI-GoToRedBall-v0"]
+    assert numbers["episodes"] == 3 and 0 <= numbers["success_rate"] <= 1
+    assert sum(numbers["failures"].values()) == 3 - numbers["successes"]
+    assert results["decoding"]["constrained"] and results["decoding"]["invalid_answers"] == 0
+    assert json.loads((out / "results.json").read_text())["tasks"] == results["tasks"]
+    assert "| BabyAI-GoToRedBall-v0 |" in (out / "report.md").read_text()
+    assert (out / "success.png").stat().st_size > 1000
+    assert (out / "episodes" / "BabyAI-GoToRedBall-v0-0.gif").exists()
+    # re-running with more episodes runs only the new one; other settings are refused
+    evaluate(EvalConfig(episodes=4, **config))
+    assert len((out / "episodes.jsonl").read_text().splitlines()) == 4
+    with pytest.raises(EvalError, match="other settings"):
+        evaluate(EvalConfig(episodes=4, **{**config, "seed": 7}))
+
+
+def test_wilson_interval_and_task_summary():
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == pytest.approx(1.0)
+    assert wilson_interval(0, 10)[1] == pytest.approx(0.2775, abs=1e-4)  # not (0, 0): 10 failures do not prove 0%
+    low, high = wilson_interval(5, 10)
+    assert low == pytest.approx(0.2366, abs=1e-4) and high == pytest.approx(0.7634, abs=1e-4)
+    episodes = [{"success": True, "steps": 4, "cause": None}, {"success": False, "steps": 10, "cause": "timeout"},
+                {"success": False, "steps": 2, "cause": "refused_action", "invalid": 1, "actions": 2}]
+    numbers = summarize_task(episodes)
+    assert numbers["success_rate"] == pytest.approx(1 / 3, abs=1e-4) and numbers["mean_steps"] == pytest.approx(5.33)
+    assert numbers["failures"] == {"timeout": 1, "refused_action": 1} and numbers["invalid_actions"] == 1
+
+
+def test_bad_settings_are_refused_with_the_fix(tmp_path):
+    with pytest.raises(EvalError, match="--checkpoint"):
+        evaluate(EvalConfig(env="babyai", tasks=["GoToRedBall"], episodes=1, out=str(tmp_path), progress=False))
+    with pytest.raises(EvalError, match="policy"):
+        evaluate(EvalConfig(env="babyai", tasks=["GoToRedBall"], episodes=1, out=str(tmp_path), policy="random"))
