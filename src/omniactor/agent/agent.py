@@ -193,12 +193,23 @@ class Agent:
 
     def decide(self, requests: Sequence[tuple[str, str, list[Any], Sequence[Action]]]) -> list[Decoded]:
         """Generate and decode one answer per ``(domain, instruction, images, previous actions)``."""
+        generated = self.generate(requests)
+        return [self._decode(request[0], ids) for request, ids in zip(requests, generated)]
+
+    def generate(self, requests: Sequence[tuple[str, str, list[Any], Sequence[Action]]],
+                 constrained: bool | None = None, max_new_tokens: int | None = None,
+                 min_new_tokens: int | None = None) -> list[list[int]]:
+        """The generated token ids of each request (one batched ``generate``); ``constrained``
+        defaults to the agent's setting, ``max_new_tokens`` to the longest answer the domains allow."""
+        from transformers import LogitsProcessorList
+
         from ..models.chat import chat_inputs
         from ..models.heterogeneity import heterogeneity_config, use_domains
 
         for domain, *_ in requests:
             if domain not in self.settings.domains:
                 raise AgentError(f"the model has no domain {domain!r}; its domains: {self.settings.domains}")
+        constrained = self.constrained if constrained is None else constrained
         prompts = [(*self.prompt(domain, instruction, previous), images)
                    for domain, instruction, images, previous in requests]
         inputs = chat_inputs(self.processor, prompts, self.settings.image_size)
@@ -207,35 +218,31 @@ class Agent:
         domains = [r[0] for r in requests]
         prompt_length = inputs["input_ids"].shape[1]
         grammars = [self.grammar(d) for d in domains]
-        budget = max(g.max_tokens for g in grammars)
-        processors = []
+        processors = LogitsProcessorList()
         constraint = None
-        if self.constrained:
+        if constrained:
             constraint = ActionConstraint(grammars, prompt_length, top_k=self.top_k if self.do_sample else 1)
             processors.append(constraint)
-        kwargs: dict[str, Any] = {"max_new_tokens": budget, "do_sample": self.do_sample, "eos_token_id": self.end_id,
-                                  "pad_token_id": self.tokenizer.pad_token_id, "top_k": None, "top_p": None}
-        if self.do_sample:
-            kwargs["temperature"] = self.temperature
-            if not self.constrained:
-                kwargs["top_k"] = self.top_k
-        else:
-            kwargs["temperature"] = None
-        from transformers import LogitsProcessorList
-
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": max_new_tokens or max(g.max_tokens for g in grammars), "do_sample": self.do_sample,
+            "eos_token_id": self.end_id, "pad_token_id": self.tokenizer.pad_token_id, "top_k": None, "top_p": None,
+            "temperature": self.temperature if self.do_sample else None}
+        if self.do_sample and not constrained:
+            kwargs["top_k"] = self.top_k
+        if min_new_tokens:
+            kwargs["min_new_tokens"] = min_new_tokens
         routed = heterogeneity_config(self.model) is not None and hasattr(self.model, "omniactor_context")
         with torch.inference_mode():
             if self.generator is not None:
                 torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator)))
             if routed:
                 with use_domains(self.model, domains):
-                    out = self.model.generate(**inputs, logits_processor=LogitsProcessorList(processors), **kwargs)
+                    out = self.model.generate(**inputs, logits_processor=processors, **kwargs)
             else:
-                out = self.model.generate(**inputs, logits_processor=LogitsProcessorList(processors), **kwargs)
-        answers = [self._decode(domain, row[prompt_length:].tolist()) for domain, row in zip(domains, out)]
+                out = self.model.generate(**inputs, logits_processor=processors, **kwargs)
         if constraint is not None and constraint.dead_ends:
             self.stats["dead_ends"] += constraint.dead_ends
-        return answers
+        return [row[prompt_length:].tolist() for row in out]
 
     def _decode(self, domain: str, ids: list[int]) -> Decoded:
         if self.end_id in ids:
