@@ -112,16 +112,11 @@ def load_checkpoint(directory: str | Path) -> tuple[Any, Any]:
 def prompt_inputs(processor: Any, sample: Any, images: list, image_size: int | None, system_prompt: str) -> dict:
     """The model inputs of a record's prompt (no answer), as training builds them."""
     from ..data.sample import IMAGE_MARKER
+    from ..models.chat import chat_inputs
 
-    if image_size:
-        images = [im.convert("RGB").resize((image_size, image_size)) for im in images]
     text = sample.prompt.replace(IMAGE_MARKER, "").strip()
-    content = [{"type": "image"} for _ in images] + [{"type": "text", "text": text}]
     system = {"sample": sample.system, "none": ""}.get(system_prompt, system_prompt)
-    messages = [{"role": "system", "content": [{"type": "text", "text": system}]},
-                {"role": "user", "content": content}]
-    prompt = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return dict(processor(text=[prompt], images=images or None, return_tensors="pt"))
+    return dict(chat_inputs(processor, [(system, text, images)], image_size))
 
 
 def hidden_features(model: Any, processor: Any, samples: Sequence[tuple[str, Any, Any]], layers: Sequence[int],
