@@ -53,15 +53,16 @@ class AgentSettings:
     history: int = 0
     image_size: int | None = None
     system_prompts: dict[str, str] = field(default_factory=dict)
+    state_domains: list[str] = field(default_factory=list)  # domains whose prompt carries the state input
 
     def to_json(self) -> dict[str, Any]:
         return {"domains": self.domains, "history": self.history, "image_size": self.image_size,
-                "system_prompts": self.system_prompts}
+                "system_prompts": self.system_prompts, "state_domains": self.state_domains}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AgentSettings:
         return cls(list(data["domains"]), int(data.get("history", 0)), data.get("image_size"),
-                   dict(data.get("system_prompts", {})))
+                   dict(data.get("system_prompts", {})), list(data.get("state_domains", [])))
 
     def save(self, directory: str | Path) -> None:
         (Path(directory) / AGENT_FILE).write_text(json.dumps(self.to_json(), indent=2))
@@ -167,7 +168,7 @@ class Agent:
         ``details=True`` returns the ``Decoded`` answers (action, raw text, validity) instead."""
         if len(episodes) != len(observations):
             raise AgentError(f"{len(episodes)} episodes but {len(observations)} observations")
-        requests = [(ep.domain, ep.instruction, list(obs.images.values()), ep.actions)
+        requests = [(ep.domain, ep.instruction, list(obs.images.values()), ep.actions, obs.state)
                     for ep, obs in zip(episodes, observations)]
         decoded = self.decide(requests)
         for episode, answer in zip(episodes, decoded):
@@ -179,24 +180,28 @@ class Agent:
         instruction = sample.meta.get("instruction")
         if instruction is None:
             raise AgentError(f"episode {sample.episode} step {sample.step}: no meta.instruction to build the prompt")
-        return self.decide([(sample.domain, instruction, list(images), list(previous))])[0].action
+        request = (sample.domain, instruction, list(images), list(previous), sample.meta.get("state"))
+        return self.decide([request])[0].action
 
     # -- decoding --------------------------------------------------------------------------
     def prompt(self, domain: str, instruction: str, previous: Sequence[Action]) -> tuple[str, str]:
         """``(system, human text)`` as in training."""
         from ..data.prompts import human_turn
+        from ..models.chat import with_state_marker
 
         history = self.settings.history
         shown = list(previous)[-history:] if history else []
-        return self.settings.system_prompts.get(domain, ""), human_turn(instruction, 0,
-                                                                         [format_action(a) for a in shown])
+        text = human_turn(instruction, 0, [format_action(a) for a in shown])
+        if domain in self.settings.state_domains:
+            text = with_state_marker(text)
+        return self.settings.system_prompts.get(domain, ""), text
 
-    def decide(self, requests: Sequence[tuple[str, str, list[Any], Sequence[Action]]]) -> list[Decoded]:
-        """Generate and decode one answer per ``(domain, instruction, images, previous actions)``."""
+    def decide(self, requests: Sequence[tuple]) -> list[Decoded]:
+        """Generate and decode one answer per ``(domain, instruction, images, previous actions[, state])``."""
         generated = self.generate(requests)
         return [self._decode(request[0], ids) for request, ids in zip(requests, generated)]
 
-    def generate(self, requests: Sequence[tuple[str, str, list[Any], Sequence[Action]]],
+    def generate(self, requests: Sequence[tuple],
                  constrained: bool | None = None, max_new_tokens: int | None = None,
                  min_new_tokens: int | None = None) -> list[list[int]]:
         """The generated token ids of each request (one batched ``generate``); ``constrained``
@@ -211,7 +216,8 @@ class Agent:
                 raise AgentError(f"the model has no domain {domain!r}; its domains: {self.settings.domains}")
         constrained = self.constrained if constrained is None else constrained
         prompts = [(*self.prompt(domain, instruction, previous), images)
-                   for domain, instruction, images, previous in requests]
+                   for domain, instruction, images, previous, *_ in requests]
+        state = self._state_batch(requests)
         inputs = chat_inputs(self.processor, prompts, self.settings.image_size)
         device = next(self.model.parameters()).device
         inputs = {k: v.to(device) for k, v in inputs.items()}
@@ -232,6 +238,10 @@ class Agent:
         if min_new_tokens:
             kwargs["min_new_tokens"] = min_new_tokens
         routed = heterogeneity_config(self.model) is not None and hasattr(self.model, "omniactor_context")
+        if state is not None:
+            from ..models.adapters import set_state
+
+            set_state(self.model, state.to(device))
         with torch.inference_mode():
             if self.generator is not None:
                 torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator)))
@@ -243,6 +253,21 @@ class Agent:
         if constraint is not None and constraint.dead_ends:
             self.stats["dead_ends"] += constraint.dead_ends
         return [row[prompt_length:].tolist() for row in out]
+
+    def _state_batch(self, requests: Sequence[tuple]) -> torch.Tensor | None:
+        """``(B, S)`` states for a model with a state input (zeros for rows of other domains)."""
+        if not self.settings.state_domains:
+            return None
+        rows: list[Any] = []
+        for request in requests:
+            state = request[4] if len(request) > 4 else None
+            if request[0] in self.settings.state_domains and state is None:
+                raise AgentError(f"domain {request[0]!r} takes a state input; the observation has no state")
+            rows.append(state)
+        width = next((len(s) for s in rows if s is not None), 0)
+        if not width:
+            return None
+        return torch.tensor([list(s) if s is not None else [0.0] * width for s in rows], dtype=torch.float32)
 
     def _decode(self, domain: str, ids: list[int]) -> Decoded:
         if self.end_id in ids:

@@ -157,8 +157,9 @@ def adapter_config(model_or_config: Any) -> AdapterConfig | None:
 
 
 def set_state(model: nn.Module, state: torch.Tensor | None) -> None:
-    """The state vectors ``(B, S)`` of the next forward calls (``None`` to clear)."""
-    hook = getattr(model, "omniactor_state_input", None)
+    """The state vectors ``(B, S)`` of the next forward calls (``None`` to clear); works through
+    wrappers (DDP, PEFT), which may bypass the forward hook that reads ``state=``."""
+    hook = next((m.omniactor_state_input for m in model.modules() if hasattr(m, "omniactor_state_input")), None)
     if hook is None:
         raise ValueError("this model has no state input (attach_adapters with state_dim > 0)")
     hook.state = state

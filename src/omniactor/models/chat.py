@@ -12,6 +12,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+#: the placeholder whose input embedding the state projection replaces (models.adapters)
+STATE_TOKEN = "<state>"
+
+
+def with_state_marker(text: str) -> str:
+    """The human text with a ``State: <state>`` line before its last line (the question)."""
+    head, _, question = text.rpartition("\n")
+    return f"{head}\nState: {STATE_TOKEN}\n{question}" if head else f"State: {STATE_TOKEN}\n{question}"
+
+
+def add_state_input(model: Any, tokenizer: Any, state_dim: int) -> int:
+    """Give ``model`` a state input: the ``<state>`` token in ``tokenizer`` and a projection of
+    ``state_dim`` numbers onto its embedding (``models.adapters``); returns the token's id."""
+    from tokenizers import AddedToken
+
+    from .adapters import AdapterConfig, attach_adapters
+    from .vocabulary import resize_vocabulary
+
+    if STATE_TOKEN not in tokenizer.get_vocab():
+        tokenizer.add_tokens([AddedToken(STATE_TOKEN, normalized=False, special=True)])
+    resize_vocabulary(model, max(len(tokenizer), model.get_input_embeddings().weight.shape[0]))
+    token_id = tokenizer.convert_tokens_to_ids(STATE_TOKEN)
+    attach_adapters(model, AdapterConfig(state_dim=int(state_dim), state_token_id=int(token_id)))
+    return token_id
+
 
 def chat_text(processor: Any, system: str, text: str, num_images: int) -> str:
     """The rendered prompt, ending where the assistant's answer starts."""

@@ -74,6 +74,9 @@ class TrainConfig:
     system_prompt: str = "sample"
     """sample: each record's system prompt (describes the action space, as the paper); none: no
     system turn (saves ~300 tokens per GUI sample for models trained from scratch); other text: that prompt"""
+    state_domains: list[str] = field(default_factory=list)
+    """domains whose records' meta.state (e.g. Meta-World's 39-D observation) enters the prompt as one
+    <state> token embedded by a learned projection (the model's state input); [] for none"""
     image_size: int | None = 112
     """images are resized to this square size before the processor (None: as stored)"""
     skip_invalid: bool = False

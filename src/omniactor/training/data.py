@@ -34,7 +34,7 @@ from ..actions.tokenizers.base import ActionTokenizer, CodeTokenizer
 from ..data import DatasetReader, validate_dataset
 from ..data.prompts import human_turn
 from ..data.sample import IMAGE_MARKER
-from ..models.chat import chat_inputs
+from ..models.chat import chat_inputs, with_state_marker
 from .config import SourceConfig
 
 CHUNK = 256
@@ -123,8 +123,9 @@ class SampleEncoder:
     """One record -> ``{input_ids, labels, attention_mask, pixel_values, ...}`` tensors."""
 
     def __init__(self, processor: Any, action_tokenizers: dict[str, ActionTokenizer], history: int,
-                 image_size: int | None, system_prompt: str = "sample"):
+                 image_size: int | None, system_prompt: str = "sample", state_domains: Sequence[str] = ()):
         self.processor = processor
+        self.state_domains = set(state_domains)
         self.system_prompt = system_prompt
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.action_tokenizers = action_tokenizers
@@ -163,6 +164,14 @@ class SampleEncoder:
         if len(images) != n_images:
             raise DataError(f"episode {sample.episode} step {sample.step}: {n_images} <image> marker(s) but "
                             f"{len(images)} image(s)")
+        state = None
+        if sample.domain in self.state_domains:
+            state = sample.meta.get("state")
+            if not state:
+                raise DataError(f"episode {sample.episode} step {sample.step}: domain {sample.domain!r} takes a state "
+                                "input (state_domains) but the record has no meta.state; collect it with its state "
+                                "or drop the domain from state_domains")
+            text = with_state_marker(text)
         inputs = chat_inputs(self.processor, [(self.system_for(sample), text, images)], self.image_size)
         target = torch.tensor(self.target_ids(sample.domain, sample.action), dtype=torch.long)
         prompt_ids = inputs["input_ids"][0]
@@ -175,6 +184,8 @@ class SampleEncoder:
                 out[key] = torch.cat([value[0], torch.zeros_like(target)])
             else:
                 out[key] = value
+        if state is not None:
+            out["state"] = torch.tensor([state], dtype=torch.float32)
         return out
 
 

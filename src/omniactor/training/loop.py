@@ -90,6 +90,32 @@ def fit_action_tokenizers(config: TrainConfig, items: list, model: Any, processo
     return tokenizers
 
 
+def take_state(model: Any, batch: dict[str, torch.Tensor]) -> None:
+    """Move a batch's ``state`` into the model's state input (batches hold one domain: all rows or none)."""
+    state = batch.pop("state", None)
+    if state is not None:
+        from ..models.adapters import set_state
+
+        set_state(model, state)
+
+
+def state_width(items: list, state_domains: list[str]) -> int:
+    """The length of ``meta.state`` in the records of ``state_domains`` (one width for all)."""
+    from ..data import DatasetReader
+
+    widths: dict[int, str] = {}
+    for root in sorted({item.root for item in items if item.domain in state_domains}):
+        for record in DatasetReader(root, errors="warn").records():
+            state = record.sample.meta.get("state")
+            if record.sample.domain in state_domains and state:
+                widths.setdefault(len(state), f"{root}/{record.file}:{record.line}")
+    if not widths:
+        raise DataError(f"state_domains={state_domains} but no record of those domains has meta.state")
+    if len(widths) > 1:
+        raise DataError(f"meta.state has different lengths: {widths}; one state input takes one width")
+    return next(iter(widths))
+
+
 def apply_lora(model: Any, settings: dict[str, Any], new_token_ids: list[int]) -> Any:
     """Wrap ``model`` with PEFT LoRA on every attention/FFN projection (per-domain experts included)."""
     from peft import LoraConfig, get_peft_model
@@ -184,6 +210,10 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     model, processor, shared = build_model(config)
     before_vocab = model.get_input_embeddings().weight.shape[0]
     action_tokenizers = fit_action_tokenizers(config, items, model, processor)
+    if config.state_domains:
+        from ..models.chat import add_state_input
+
+        add_state_input(model, processor.tokenizer, state_width(items, config.state_domains))
     new_ids = list(range(before_vocab, model.get_input_embeddings().weight.shape[0]))
     convert(model, HeterogeneityConfig(config.variant, shared_layers=shared, domains=tuple(config.domains)))
     if config.gradient_checkpointing:
@@ -193,11 +223,12 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     model.train()
 
     # 2. data ---------------------------------------------------------------------------
-    encoder = SampleEncoder(processor, action_tokenizers, config.history, config.image_size, config.system_prompt)
+    encoder = SampleEncoder(processor, action_tokenizers, config.history, config.image_size, config.system_prompt,
+                            config.state_domains)
     cache_root = Path(config.cache_dir) if config.cache_dir else output_dir.parent / ".omniactor-cache"
     key = fingerprint([[folder_state(s.path) for s in config.data], processor_state(processor),
                        {d: t.config() for d, t in action_tokenizers.items()}, config.history, config.image_size,
-                       config.system_prompt, config.domains, [s.path for s in config.data]])
+                       config.system_prompt, config.domains, [s.path for s in config.data], config.state_domains])
     cache_dir = cache_root / key
     with accelerator.main_process_first():
         if not (cache_dir / "index.json").exists():
@@ -242,6 +273,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         batch = collate([dataset[i] for i in mine], pad_id)
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         labels = batch.pop("labels")
+        take_state(model, batch)
         domain = dataset.domains[mine[0]]
         set_domains(model, torch.full((len(mine),), domain_ids[domain], dtype=torch.long))
         out = model(**batch)
@@ -310,7 +342,7 @@ def evaluate_loss(config: TrainConfig, model: Any, processor: Any, encoder: Samp
     items, _ = collect_items(config.eval_data, config.domains, config.skip_invalid)
     key = fingerprint([[folder_state(s.path) for s in config.eval_data], processor_state(processor),
                        {d: t.config() for d, t in encoder.action_tokenizers.items()}, config.history,
-                       config.image_size, config.system_prompt, "eval"])
+                       config.image_size, config.system_prompt, "eval", config.state_domains])
     cache_dir = cache_root / key
     if not (cache_dir / "index.json").exists():
         PreprocessedCache.build(cache_dir, items, encoder, progress=progress)
@@ -327,6 +359,7 @@ def evaluate_loss(config: TrainConfig, model: Any, processor: Any, encoder: Samp
                 chunk = members[start:start + config.batch_size]
                 batch = {k: v.to(device) for k, v in collate([dataset[i] for i in chunk], processor.tokenizer.pad_token_id).items()}
                 labels = batch.pop("labels")
+                take_state(model, batch)
                 set_domains(model, torch.full((len(chunk),), domain_ids[domain], dtype=torch.long))
                 out = model(**batch)
                 sums, counts = answer_loss(out.logits, labels)
@@ -362,7 +395,8 @@ def agent_settings(config: TrainConfig, items: list, encoder: SampleEncoder) -> 
                 prompts[sample.domain] = encoder.system_for(sample)
             if len(prompts) == len(config.domains):
                 break
-    return AgentSettings(list(config.domains), config.history, config.image_size, prompts)
+    return AgentSettings(list(config.domains), config.history, config.image_size, prompts,
+                         list(config.state_domains))
 
 
 def save_final(model: Any, processor: Any, action_tokenizers: dict[str, Any], directory: Path,
