@@ -34,10 +34,30 @@ def test_actions_commands(capsys):
     assert "click(<loc_10>)" in capsys.readouterr().out
 
 
-def test_quick_demo_writes_a_report(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--quick"]) == 0
+@pytest.mark.env
+def test_quick_demo_collects_trains_evaluates_and_reports_end_to_end(tmp_path, capsys, monkeypatch):
+    from omniactor.envs.registry import get_spec
+
+    missing = {env: get_spec(env).missing() for env in ("miniwob", "metaworld", "babyai")}
+    if any(missing.values()):
+        pytest.skip(f"the demo needs its environments: {missing}; `make test` installs them")
+    monkeypatch.setenv("MUJOCO_GL", "egl")
+    assert main(["demo", "--out", str(tmp_path), "--quick", "--no-progress"]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
-    assert {"gui", "embodied", "discrete"} <= set(results["tokenizers"])
-    assert "## Action tokenizers" in (tmp_path / "report.md").read_text()
-    assert main(["demo", "--out", str(tmp_path), "--quick"]) == 0  # a re-run reuses the dataset
-    assert "reusing" in capsys.readouterr().out
+    assert set(results["domains"]) == {"gui", "embodied", "discrete"}
+    for row in results["domains"].values():
+        assert set(row) == {"trained", "untrained", "expert"} and row["expert"] == 1.0
+    trained = results["results"]["trained"]
+    assert {env: r["episodes"] for env, r in trained.items()} == {"miniwob": 4, "metaworld": 2, "babyai": 2}
+    assert results["collected"]["miniwob"]["episodes"] == 8
+    report = (tmp_path / "report.md").read_text()
+    assert "| gui |" in report and "![success per task](success.png)" in report
+    for picture in ("success.png", "domains.png", "training.png"):
+        assert (tmp_path / picture).stat().st_size > 1000
+    assert (tmp_path / "runs" / "omniactor" / "final" / "agent.json").exists()
+    # a re-run reuses every stage: no new episode, no new training step
+    capsys.readouterr()
+    assert main(["demo", "--out", str(tmp_path), "--quick", "--no-progress"]) == 0
+    row = next(line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("click-test "))
+    assert row[1] == "4" and row[5] == "0"  # 4 episodes, none new
+    assert json.loads((tmp_path / "results.json").read_text())["results"]["trained"]["babyai"]["episodes"] == 2

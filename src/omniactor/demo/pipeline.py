@@ -1,0 +1,163 @@
+"""The main job, end to end: collect -> train -> evaluate -> report.
+
+1. **collect**: expert demonstrations from real MiniWoB++ pages (headless Chromium), the
+   Meta-World robot (MuJoCo) and BabyAI, on the ``train`` seeds (``omniactor collect``);
+2. **train**: one OmniActor agent (layer-heterogeneity MoE, tiny preset) on all of them
+   (``omniactor train``), and the same model untrained (0 steps: the same vocabulary,
+   tokenizers and shape, random weights) as the baseline;
+3. **evaluate**: both agents act in the same environments on unseen ``test`` seeds
+   (``omniactor eval``, constrained decoding);
+4. **report**: ``report.md``, ``results.json`` and PNGs: success per task and per domain
+   (trained, untrained, the expert's rate as the ceiling) and training curves per domain.
+
+Every stage keeps its outputs under ``--out`` and is reused when complete (collection and
+evaluation continue episode by episode, training from its last checkpoint), so re-running
+the command continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .plan import PLANS, DemoPlan
+
+
+class Stages:
+    """Named, timed stages; the timings go into the report."""
+
+    def __init__(self, log: Any = print):
+        self.timings: dict[str, float] = {}
+        self.log = log
+
+    def run(self, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        self.log(f"[{name}] ...", flush=True)
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        self.timings[name] = round(time.perf_counter() - start, 1)
+        self.log(f"[{name}] done in {self.timings[name]:.0f}s", flush=True)
+        return result
+
+
+def check_environments(plan: DemoPlan) -> None:
+    """Refuse to start (with the install hint) if an environment cannot run here."""
+    from ..envs.registry import get_spec
+
+    problems = []
+    for env in plan.envs:
+        spec = get_spec(env.env)
+        missing = spec.missing()
+        if missing:
+            problems.append(f"{env.env}: missing {', '.join(missing)} (install: {spec.install_hint()})")
+    if problems:
+        raise SystemExit("the demo needs its environments:\n  " + "\n  ".join(problems)
+                         + "\n`make demo` installs all of them")
+
+
+def collect_demos(plan: DemoPlan, out: Path, progress: bool) -> dict[str, Any]:
+    """Expert demonstrations of every environment (resumed episode by episode)."""
+    from ..data.collect import CollectConfig, collect
+    from ..envs.registry import resolve_tasks
+
+    summaries = {}
+    for env in plan.envs:
+        config = CollectConfig(env=env.env, tasks=tuple(resolve_tasks(env.env, list(env.tasks))), episodes=env.demos,
+                               out=str(out / "data" / env.env), workers=plan.collect_workers,
+                               env_config=env.collect_config, progress=progress)
+        summary = collect(config)
+        print(summary.format(), flush=True)
+        if summary.worker_errors:
+            raise SystemExit(f"collecting {env.env} failed: {summary.worker_errors[0]}; re-run to continue")
+        summaries[env.env] = summary.to_json()
+    return summaries
+
+
+def train_config(plan: DemoPlan, out: Path, name: str, **overrides: Any) -> Path:
+    """Write the run's config file (readable, re-usable with ``omniactor train --config``)."""
+    settings = {**plan.train, **overrides}
+    settings["data"] = [{"path": str(out / "data" / env.env), "weight": env.weight}
+                        for env in plan.envs if env.domain in settings["domains"]]
+    settings["output_dir"] = str(out / "runs" / name)
+    settings["cache_dir"] = str(out / "cache")
+    path = out / "runs" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(settings, sort_keys=False))
+    return path
+
+
+def train_run(config_path: Path, progress: bool) -> Path:
+    """Train (or resume) the run of ``config_path``; its ``final/`` folder."""
+    from ..training.config import load_config
+    from ..training.loop import train
+
+    config = load_config(config_path)
+    final = Path(config.output_dir) / "final"
+    if not (final / "agent.json").exists():
+        train(config, progress=progress)
+    return final
+
+
+def evaluate_agent(plan: DemoPlan, checkpoint: Path, out: Path, episodes_of: str, progress: bool,
+                   save_episodes: int = 0) -> dict[str, Any]:
+    """Success rates of the agent of ``checkpoint`` on every environment's test seeds."""
+    from ..agent import Agent
+    from ..evaluation.online import EvalConfig, evaluate
+
+    agent = Agent.from_pretrained(checkpoint)
+    results = {}
+    for env in plan.envs:
+        if env.domain not in agent.settings.domains:
+            continue
+        episodes = getattr(env, episodes_of)
+        config = EvalConfig(env=env.env, tasks=list(env.tasks), episodes=episodes, out=str(out / env.env),
+                            checkpoint=str(checkpoint), workers=plan.eval_workers, env_config=env.eval_config,
+                            domain=env.domain, save_episodes=save_episodes, progress=progress)
+        results[env.env] = evaluate(config, agent=agent)
+    return results
+
+
+def expert_rates(collected: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The expert's success on the collected (train) seeds: the ceiling of imitation."""
+    return {env: {task: numbers["success_rate"] for task, numbers in summary["tasks"].items()}
+            for env, summary in collected.items()}
+
+
+def run_demo(out: str | Path = "outputs/demo", quick: bool = False, study: bool = False,
+             progress: bool = True, seeds: int = 3) -> int:
+    """The whole job; returns a process exit code. ``study`` adds the paper's comparison."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    plan = PLANS["quick" if quick else "full"]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    check_environments(plan)
+    stages = Stages()
+    started = time.perf_counter()
+    collected = stages.run("collect", collect_demos, plan, out, progress)
+    trained = stages.run("train", train_run, train_config(plan, out, "omniactor"), progress)
+    untrained = stages.run("untrained model", train_run, train_config(plan, out, "untrained", max_steps=0), False)
+    results = {
+        "trained": stages.run("evaluate trained", evaluate_agent, plan, trained, out / "eval" / "trained",
+                              "eval_episodes", progress, save_episodes=1),
+        "untrained": stages.run("evaluate untrained", evaluate_agent, plan, untrained, out / "eval" / "untrained",
+                                "baseline_episodes", progress),
+    }
+    study_results = None
+    if study:
+        from .study import run_study
+
+        study_results = stages.run("study", run_study, plan, out, seeds, progress)
+    from .report import write_report
+
+    stages.timings["total"] = round(time.perf_counter() - started, 1)
+    report = write_report(out, plan, collected, results, expert_rates(collected), stages.timings, study_results)
+    print(f"\nreport: {report}")
+    summary = json.loads((out / "results.json").read_text())["domains"]
+    for domain, numbers in summary.items():
+        print(f"  {domain:<9} trained {numbers['trained']:.0%}   untrained {numbers['untrained']:.0%}   "
+              f"expert {numbers['expert']:.0%}")
+    return 0

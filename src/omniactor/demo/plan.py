@@ -1,0 +1,106 @@
+"""What the demo runs: the tasks, how many demonstrations and evaluation episodes, the model.
+
+Two scales share one shape: ``full`` (the README's ``make demo``: about half an hour on a
+2-core CPU) and ``quick`` (what the test suite runs end to end, a few minutes). Evaluation
+seeds are the ``test`` split's, disjoint from the ``train`` seeds demonstrations come from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+#: the model's domain for each environment
+ENV_DOMAINS = {"miniwob": "gui", "metaworld": "embodied", "babyai": "discrete"}
+
+
+@dataclass(frozen=True)
+class EnvPlan:
+    """One environment's part of the demo."""
+
+    env: str
+    tasks: tuple[str, ...]
+    demos: int  # expert episodes collected per task
+    eval_episodes: int  # evaluation episodes per task (trained agent)
+    baseline_episodes: int  # evaluation episodes per task (untrained model)
+    study_episodes: int = 5  # evaluation episodes per task of each --study run
+    weight: float = 1.0  # resampling weight of its data in training
+    collect_config: dict[str, Any] = field(default_factory=dict)  # adapter settings for collection
+    eval_config: dict[str, Any] = field(default_factory=dict)  # adapter settings for evaluation
+
+    @property
+    def domain(self) -> str:
+        return ENV_DOMAINS[self.env]
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    name: str
+    envs: tuple[EnvPlan, ...]
+    train: dict[str, Any]  # TrainConfig fields
+    study_steps: int = 200  # training steps of each --study run
+    collect_workers: int = 2
+    eval_workers: int = 2
+
+    @property
+    def domains(self) -> list[str]:
+        return [e.domain for e in self.envs]
+
+
+def _train_settings(max_steps: int, batch_size: int, save_every: int) -> dict[str, Any]:
+    """The OmniActor model of the demo: tiny preset, K=2 of 8 layers shared, one action
+    tokenizer per domain chosen for a model trained from scratch (../shared/DESIGN.md §3):
+    GUI points as grid cells (a pointer, not digits), Meta-World motions as 256 bins with the
+    39-D state as input (the goal is a few pixels at this image size), BabyAI actions as phrases."""
+    return {
+        "model": "tiny",
+        "variant": "omniactor",
+        "shared_layers": 2,
+        "domains": ["gui", "embodied", "discrete"],
+        "action_tokenizers": {"gui": {"name": "gui_location", "args": {"grid": 16}},
+                              "embodied": {"name": "uniform", "args": {"num_bins": 256}},
+                              "discrete": {"name": "discrete_semlang", "args": {}}},
+        "state_domains": ["embodied"],
+        "history": 4,
+        "system_prompt": "none",
+        "image_size": 112,
+        "max_steps": max_steps,
+        "batch_size": batch_size,
+        "learning_rate": 1e-3,
+        "warmup_ratio": 0.03,
+        "lr_schedule": "cosine",
+        "save_every": save_every,
+        "log_every": 10,
+    }
+
+
+FULL = DemoPlan(
+    name="full",
+    envs=(
+        EnvPlan("miniwob", ("click-test", "focus-text", "click-button", "click-dialog", "enter-text"), demos=60,
+                eval_episodes=20, baseline_episodes=10, study_episodes=10, weight=3.0, eval_config={"max_steps": 10}),
+        EnvPlan("metaworld", ("reach-v3", "push-v3", "button-press-topdown-v3"), demos=30, eval_episodes=10,
+                baseline_episodes=5, weight=1.0, collect_config={"image_size": 112},
+                eval_config={"image_size": 112, "max_steps": 200}),
+        EnvPlan("babyai", ("GoToRedBall", "GoToLocal"), demos=300, eval_episodes=20, baseline_episodes=10,
+                study_episodes=10, weight=1.0),
+    ),
+    train=_train_settings(max_steps=700, batch_size=16, save_every=100),
+    study_steps=250,
+)
+
+QUICK = DemoPlan(
+    name="quick",
+    envs=(
+        EnvPlan("miniwob", ("click-test", "click-button"), demos=4, eval_episodes=2, baseline_episodes=1,
+                study_episodes=1, weight=2.0, eval_config={"max_steps": 3}),
+        EnvPlan("metaworld", ("reach-v3",), demos=2, eval_episodes=2, baseline_episodes=1,
+                study_episodes=1, collect_config={"image_size": 112}, eval_config={"image_size": 112, "max_steps": 8}),
+        EnvPlan("babyai", ("GoToRedBall",), demos=6, eval_episodes=2, baseline_episodes=1,
+                study_episodes=1, eval_config={"max_steps": 8}),
+    ),
+    train=_train_settings(max_steps=12, batch_size=8, save_every=6),
+    study_steps=4,
+)
+
+PLANS = {"full": FULL, "quick": QUICK}
