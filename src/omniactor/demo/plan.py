@@ -50,7 +50,7 @@ class DemoPlan:
 def _train_settings(max_steps: int, batch_size: int, save_every: int) -> dict[str, Any]:
     """The OmniActor model of the demo: tiny preset, K=2 of 8 layers shared, one action
     tokenizer per domain chosen for a model trained from scratch (../shared/DESIGN.md §3):
-    GUI points as grid cells (a pointer, not digits), Meta-World motions as 256 bins with the
+    GUI points as grid cells (a pointer, not digits), Meta-World motions as 64 bins with the
     39-D state as input (the goal is a few pixels at this image size), BabyAI actions as phrases."""
     return {
         "model": "tiny",
@@ -58,10 +58,10 @@ def _train_settings(max_steps: int, batch_size: int, save_every: int) -> dict[st
         "shared_layers": 2,
         "domains": ["gui", "embodied", "discrete"],
         "action_tokenizers": {"gui": {"name": "gui_location", "args": {"grid": 16}},
-                              "embodied": {"name": "uniform", "args": {"num_bins": 256}},
+                              "embodied": {"name": "uniform", "args": {"num_bins": 64}},
                               "discrete": {"name": "discrete_semlang", "args": {}}},
         "state_domains": ["embodied"],
-        "history": 4,
+        "history": 2,  # enough to know where a multi-step page task is; keeps prompts short
         "system_prompt": "none",
         "image_size": 112,
         "max_steps": max_steps,
@@ -77,15 +77,15 @@ def _train_settings(max_steps: int, batch_size: int, save_every: int) -> dict[st
 FULL = DemoPlan(
     name="full",
     envs=(
-        EnvPlan("miniwob", ("click-test", "focus-text", "click-button", "click-dialog", "enter-text"), demos=60,
+        EnvPlan("miniwob", ("click-test", "focus-text", "click-button", "click-dialog", "enter-text"), demos=100,
                 eval_episodes=20, baseline_episodes=10, study_episodes=10, weight=3.0, eval_config={"max_steps": 10}),
-        EnvPlan("metaworld", ("reach-v3", "push-v3", "button-press-topdown-v3"), demos=30, eval_episodes=10,
+        EnvPlan("metaworld", ("reach-v3", "push-v3", "button-press-topdown-v3"), demos=40, eval_episodes=10,
                 baseline_episodes=5, weight=1.0, collect_config={"image_size": 112},
-                eval_config={"image_size": 112, "max_steps": 200}),
-        EnvPlan("babyai", ("GoToRedBall", "GoToLocal"), demos=300, eval_episodes=20, baseline_episodes=10,
+                eval_config={"image_size": 112, "max_steps": 150}),  # the expert needs 46-65 steps
+        EnvPlan("babyai", ("GoToRedBall", "GoToLocal"), demos=500, eval_episodes=20, baseline_episodes=10,
                 study_episodes=10, weight=1.0),
     ),
-    train=_train_settings(max_steps=700, batch_size=16, save_every=100),
+    train=_train_settings(max_steps=800, batch_size=16, save_every=100),
     study_steps=250,
 )
 

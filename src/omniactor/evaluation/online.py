@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import multiprocessing as mp
+import os
 import time
 import traceback
 from collections import deque
@@ -295,17 +296,41 @@ def evaluate(config: EvalConfig, agent: Any = None) -> dict[str, Any]:
     recorder = Recorder(out, config.save_episodes, bar)
     workers = [EnvWorker(config.env, config.env_config) for _ in range(min(config.workers, max(len(todo), 1)))]
     restarts = 0
+    threads = cpu_threads_beside(agent, len(workers))
     try:
         if todo:
             run = _run_expert if config.policy == "expert" else _run_agent
             restarts = run(config, agent, domain, workers, todo, recorder)
     finally:
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
         recorder.close()
         for worker in workers:
             worker.close()
         if bar is not None:
             bar.close()
     return finish(config, out, restarts, time.monotonic() - started, agent)
+
+
+def cpu_threads_beside(agent: Any, env_processes: int) -> int | None:
+    """Leave the environment processes their cores: a CPU model acts with the cores left over.
+
+    Torch's threads spin while they wait for work; with the environments stepping on the
+    same cores, a 2-core machine ran a tiny model's step 10x slower with 2 threads than with
+    1 (measured). Returns the previous thread count to restore (None when nothing changed).
+    """
+    if agent is None or next(agent.model.parameters()).device.type != "cpu":
+        return None
+    import torch
+
+    previous = torch.get_num_threads()
+    wanted = max(1, min(previous, (os.cpu_count() or 1) - env_processes))
+    if wanted == previous:
+        return None
+    torch.set_num_threads(wanted)
+    return previous
 
 
 def finish(config: EvalConfig, out: Path, restarts: int, seconds: float, agent: Any = None) -> dict[str, Any]:
