@@ -14,8 +14,16 @@ more than one core cannot scale 2x on two cores). Timings include creating the
 environments (one per task) in every variant. The machine may be shared: each variant
 runs ``--repeats`` times and the best time is kept.
 
+The collected folders go under ``--out-dir`` (default ``runs/bench-collect`` in the repository,
+where a user's ``--out`` would be). The format stores one image file per step, so the cost of
+creating a file is part of the collector's: each collect variant reports ``file_create_ms``,
+the CPU it took to create one small file in its own output folder just before the run (on
+the project's 2-core machine this varies between fresh folders of the same ext4 disk, from
+about 0.03 ms to about 1 ms; at 1 ms it alone adds about 80% to a 1.2 ms BabyAI step).
+
     python benchmarks/bench_collect.py --json            # all three environments
     python benchmarks/bench_collect.py --envs babyai     # one of them
+    python benchmarks/bench_collect.py --envs babyai --out-dir /tmp   # another disk / folder
 Last line: one JSON object.
 """
 
@@ -72,10 +80,24 @@ def raw_loop(env_name: str, tasks, episodes: int, env_config: dict) -> dict:
     return {"steps": steps, "seconds": seconds, "successes": successes, "cores": (_cpu() - cpu) / seconds}
 
 
-def collect_run(env_name: str, tasks, episodes: int, env_config: dict, workers: int) -> dict:
+def file_create_ms(folder: str, files: int = 300) -> float:
+    """CPU milliseconds to create, write (1.4 KB, a small PNG) and close one file in ``folder``."""
+    probe = os.path.join(folder, ".probe")
+    os.makedirs(probe)
+    try:
+        cpu = time.process_time()
+        for i in range(files):
+            with open(os.path.join(probe, f"{i:06d}.png"), "wb") as handle:
+                handle.write(b"x" * 1400)
+        return round((time.process_time() - cpu) / files * 1e3, 4)
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+
+
+def collect_run(env_name: str, tasks, episodes: int, env_config: dict, workers: int, out_dir: str) -> dict:
     from omniactor.data.collect import CollectConfig, collect
 
-    out = tempfile.mkdtemp(prefix=f"bench-collect-{env_name}-")
+    out = tempfile.mkdtemp(prefix=f"bench-collect-{env_name}-", dir=out_dir)
     try:
         config = CollectConfig(
             env=env_name,
@@ -86,6 +108,7 @@ def collect_run(env_name: str, tasks, episodes: int, env_config: dict, workers: 
             env_config=env_config,
             progress=False,
         )
+        create_ms = file_create_ms(out)  # the folder's own cost: it varies between folders of one disk
         cpu, start = _cpu(), time.perf_counter()
         summary = collect(config)
         seconds = time.perf_counter() - start
@@ -97,6 +120,7 @@ def collect_run(env_name: str, tasks, episodes: int, env_config: dict, workers: 
             "successes": sum(t.successes for t in summary.tasks.values()),
             "records": sum(t.steps_written for t in summary.tasks.values()),
             "cores": (_cpu() - cpu) / seconds,
+            "file_create_ms": create_ms,
         }
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -109,15 +133,17 @@ def best(runs: list[dict]) -> dict:
         "steps_per_second": round(out["steps"] / out["seconds"], 2),
         "seconds": round(out["seconds"], 2),
         "cores": round(out["cores"], 2),
+        # CPU per step (all processes): unlike steps/s, barely moved by other programs' load
+        "cpu_ms_per_step": round(out["cores"] * out["seconds"] / out["steps"] * 1e3, 3),
     }
 
 
-def bench(env_name: str, repeats: int, scale: float) -> dict:
+def bench(env_name: str, repeats: int, scale: float, out_dir: str) -> dict:
     tasks, episodes, env_config = SETUPS[env_name]
     episodes = max(1, int(episodes * scale))
     raw = best([raw_loop(env_name, tasks, episodes, env_config) for _ in range(repeats)])
-    one = best([collect_run(env_name, tasks, episodes, env_config, 1) for _ in range(repeats)])
-    two = best([collect_run(env_name, tasks, episodes, env_config, 2) for _ in range(repeats)])
+    one = best([collect_run(env_name, tasks, episodes, env_config, 1, out_dir) for _ in range(repeats)])
+    two = best([collect_run(env_name, tasks, episodes, env_config, 2, out_dir) for _ in range(repeats)])
     assert raw["steps"] == one["steps"] == two["steps"], "the variants did not run the same episodes"
     return {
         "tasks": list(tasks),
@@ -129,6 +155,7 @@ def bench(env_name: str, repeats: int, scale: float) -> dict:
         "overhead": round(raw["steps_per_second"] / one["steps_per_second"] - 1, 4),
         "speedup_2_workers": round(two["steps_per_second"] / one["steps_per_second"], 3),
         "cores_per_worker": one["cores"],
+        "cpu_overhead": round(one["cpu_ms_per_step"] / raw["cpu_ms_per_step"] - 1, 4),
     }
 
 
@@ -137,18 +164,30 @@ def main() -> int:
     parser.add_argument("--envs", default=",".join(SETUPS), help="comma-separated environments (default: all three)")
     parser.add_argument("--repeats", type=int, default=1, help="runs per variant; the fastest is kept (default 1)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the episodes per task (default 1)")
+    parser.add_argument(
+        "--out-dir",
+        default=str(Path(__file__).resolve().parents[1] / "runs" / "bench-collect"),
+        help="folder for the collected datasets (removed after each run; default: runs/bench-collect)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args()
     from omniactor.envs.registry import get_spec
 
-    results: dict = {"machine": {"cpus": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 2)}}
+    os.makedirs(args.out_dir, exist_ok=True)
+    results: dict = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_avg_1min": round(os.getloadavg()[0], 2),
+            "out_dir": args.out_dir,
+        }
+    }
     for name in args.envs.split(","):
         missing = get_spec(name).missing()
         if missing:
             results[name] = {"skipped": f"missing {', '.join(missing)}: {get_spec(name).install_hint()}"}
             print(f"{name}: skipped ({results[name]['skipped']})", flush=True)
             continue
-        r = bench(name, args.repeats, args.scale)
+        r = bench(name, args.repeats, args.scale, args.out_dir)
         results[name] = r
         print(
             f"{name}: raw {r['raw']['steps_per_second']:.1f} steps/s | collect 1 worker "

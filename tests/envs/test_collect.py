@@ -19,7 +19,7 @@ from tests.envs.conftest import require, run_cli
 
 pytestmark = pytest.mark.env
 
-BABYAI = dict(env="babyai", env_config={"image_size": [32, 32]}, progress=False)
+BABYAI = {"env": "babyai", "env_config": {"image_size": [32, 32]}, "progress": False}
 
 
 def episodes_of(root) -> dict[str, list]:
@@ -61,7 +61,8 @@ def test_two_workers_match_one_and_validate(tmp_path):
     record = next(iter_records(tmp_path / "one")).sample
     assert record.meta["task"] in tasks and record.meta["split"] == "train" and "state" in record.meta
     assert (
-        "Previous actions" in [r for r in iter_records(tmp_path / "one") if r.sample.meta["step"] == 1][0].sample.prompt
+        "Previous actions"
+        in next(r for r in iter_records(tmp_path / "one") if r.sample.meta["step"] == 1).sample.prompt
     )
 
     test = collect(
@@ -265,3 +266,29 @@ def test_browser_killed_mid_collection_is_restarted(tmp_path):
     task = summary.tasks["login-user"]
     assert task.episodes == 5 and task.successes == 5
     assert len(assert_whole_episodes(out)) == 5
+
+
+def test_png_encoder_round_trips_and_public_names_stay():
+    """The direct PNG encoder of small frames gives what Pillow reads back bit for bit, and the
+    names other modules import from ``omniactor.data.collect`` survive its split into modules."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    import omniactor.data.collect as collect_module
+    from omniactor.data.collect.png import FAST_PNG_PIXELS, encode_png, encode_png_fast
+
+    rng = np.random.default_rng(0)
+    for shape in [(5, 7), (5, 7, 1), (9, 4, 3), (3, 8, 4), (64, 64, 3)]:
+        image = rng.integers(0, 256, shape, dtype=np.uint8)
+        for data in (encode_png_fast(image, 1), encode_png(image, 6)):
+            back = np.asarray(Image.open(io.BytesIO(data)))
+            assert back.shape == image.shape[:2] + (() if image.ndim == 2 or shape[2] == 1 else (shape[2],))
+            assert (back == image.reshape(back.shape)).all(), shape
+    big = rng.integers(0, 256, (FAST_PNG_PIXELS // 100 + 1, 101, 3), dtype=np.uint8)  # Pillow's path
+    assert (np.asarray(Image.open(io.BytesIO(encode_png(big, 1)))) == big).all()
+    with pytest.raises(ValueError, match="uint8"):
+        encode_png_fast(np.zeros((4, 4, 3), np.float32))
+    for name in ("Job", "episode_seed", "run_episode", "SPLIT_OFFSETS", "CollectConfig", "CollectError", "collect"):
+        assert hasattr(collect_module, name), name
