@@ -75,14 +75,29 @@ class ClassificationHead(nn.Module):
 
 
 class StateProjector(nn.Module):
-    """State vector ``(B, S)`` -> one embedding ``(B, H)`` per ``<state>`` placeholder token."""
+    """State vector ``(B, S)`` -> one embedding ``(B, H)`` per ``<state>`` placeholder token.
+
+    The state is standardised first with the training data's per-dimension mean and
+    standard deviation (buffers, saved with the weights): raw simulator states vary by a
+    few centimetres around fixed offsets, and unscaled they reach the network as near
+    constants (a tiny model trained on Meta-World ignored its raw state entirely).
+    """
 
     def __init__(self, state_dim: int, hidden_size: int, width: int = 256):
         super().__init__()
         self.state_dim = state_dim
         self.net = nn.Sequential(nn.Linear(state_dim, width), nn.GELU(), nn.Linear(width, hidden_size))
+        self.register_buffer("mean", torch.zeros(state_dim))
+        self.register_buffer("scale", torch.ones(state_dim))
+
+    def set_statistics(self, mean: Any, std: Any) -> None:
+        """Standardise with ``mean`` / ``std`` (dimensions that never vary keep scale 1)."""
+        std = torch.as_tensor(std, dtype=torch.float32)
+        self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.scale.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
 
     def forward(self, state: torch.Tensor) -> torch.Tensor:
+        state = (state.float() - self.mean) / self.scale
         return self.net(state.to(self.net[0].weight.dtype))
 
 

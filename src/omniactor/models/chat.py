@@ -22,9 +22,10 @@ def with_state_marker(text: str) -> str:
     return f"{head}\nState: {STATE_TOKEN}\n{question}" if head else f"State: {STATE_TOKEN}\n{question}"
 
 
-def add_state_input(model: Any, tokenizer: Any, state_dim: int) -> int:
+def add_state_input(model: Any, tokenizer: Any, state_dim: int, mean: Any = None, std: Any = None) -> int:
     """Give ``model`` a state input: the ``<state>`` token in ``tokenizer`` and a projection of
-    ``state_dim`` numbers onto its embedding (``models.adapters``); returns the token's id."""
+    ``state_dim`` numbers onto its embedding (``models.adapters``), standardised with the
+    data's ``mean`` / ``std`` when given; returns the token's id."""
     from tokenizers import AddedToken
 
     from .adapters import AdapterConfig, attach_adapters
@@ -35,6 +36,8 @@ def add_state_input(model: Any, tokenizer: Any, state_dim: int) -> int:
     resize_vocabulary(model, max(len(tokenizer), model.get_input_embeddings().weight.shape[0]))
     token_id = tokenizer.convert_tokens_to_ids(STATE_TOKEN)
     attach_adapters(model, AdapterConfig(state_dim=int(state_dim), state_token_id=int(token_id)))
+    if mean is not None and std is not None:
+        model.omniactor_adapters["state"].set_statistics(mean, std)
     return token_id
 
 

@@ -71,6 +71,10 @@ def empty_model(config: Any, het: HeterogeneityConfig | None = None) -> nn.Modul
 
 def _assign(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> nn.Module:
     expected = set(model.state_dict())
+    # buffers added after a checkpoint was written (the state input's standardisation)
+    # keep their initial values, which reproduce the older behaviour
+    buffers = dict(model.named_buffers())
+    state = {**{k: buffers[k] for k in expected - set(state) if k in buffers and k.startswith("omniactor_")}, **state}
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
         raise ValueError(

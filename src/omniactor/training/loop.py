@@ -99,21 +99,32 @@ def take_state(model: Any, batch: dict[str, torch.Tensor]) -> None:
         set_state(model, state)
 
 
-def state_width(items: list, state_domains: list[str]) -> int:
-    """The length of ``meta.state`` in the records of ``state_domains`` (one width for all)."""
+def state_statistics(items: list, state_domains: list[str]) -> tuple[int, Any, Any]:
+    """``(width, mean, std)`` of ``meta.state`` over the records of ``state_domains`` (one width for all)."""
+    import numpy as np
+
     from ..data import DatasetReader
 
     widths: dict[int, str] = {}
+    total = squares = None
+    count = 0
     for root in sorted({item.root for item in items if item.domain in state_domains}):
         for record in DatasetReader(root, errors="warn").records():
             state = record.sample.meta.get("state")
-            if record.sample.domain in state_domains and state:
-                widths.setdefault(len(state), f"{root}/{record.file}:{record.line}")
-    if not widths:
+            if record.sample.domain not in state_domains or not state:
+                continue
+            widths.setdefault(len(state), f"{root}/{record.file}:{record.line}")
+            if len(widths) > 1:
+                raise DataError(f"meta.state has different lengths: {widths}; one state input takes one width")
+            values = np.asarray(state, dtype=np.float64)
+            total = values if total is None else total + values
+            squares = values**2 if squares is None else squares + values**2
+            count += 1
+    if not count:
         raise DataError(f"state_domains={state_domains} but no record of those domains has meta.state")
-    if len(widths) > 1:
-        raise DataError(f"meta.state has different lengths: {widths}; one state input takes one width")
-    return next(iter(widths))
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+    return next(iter(widths)), mean, std
 
 
 def apply_lora(model: Any, settings: dict[str, Any], new_token_ids: list[int]) -> Any:
@@ -213,7 +224,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     if config.state_domains:
         from ..models.chat import add_state_input
 
-        add_state_input(model, processor.tokenizer, state_width(items, config.state_domains))
+        add_state_input(model, processor.tokenizer, *state_statistics(items, config.state_domains))
     new_ids = list(range(before_vocab, model.get_input_embeddings().weight.shape[0]))
     convert(model, HeterogeneityConfig(config.variant, shared_layers=shared, domains=tuple(config.domains)))
     if config.gradient_checkpointing:
