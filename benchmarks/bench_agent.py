@@ -1,8 +1,9 @@
 """What constrained decoding and batching cost the Agent, per domain, side by side in one run.
 
 For each domain of a random-weight model of the demo's shape (tiny preset, OmniActor
-variant; GUI actions as grid-cell text, 4-D Meta-World motions as 256 bins, BabyAI's
-actions as phrases), greedy decoding:
+variant; GUI actions as grid-cell text and, as a second GUI domain, as decimal text (the
+paper's form, the longest grammar), 4-D Meta-World motions as 256 bins, BabyAI's actions as
+phrases), greedy decoding:
 
 - **constraint overhead**: latency of one answer with constrained decoding vs without, for
   the *same number of generated tokens* (the unconstrained run is held to the length the
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-DOMAINS = ("gui", "embodied", "discrete")
+DOMAINS = ("gui", "gui_text", "embodied", "discrete")
 
 
 def build_agent(preset_name: str, image_size: int, seed: int = 0) -> Any:
@@ -48,7 +49,8 @@ def build_agent(preset_name: str, image_size: int, seed: int = 0) -> Any:
     rng = np.random.default_rng(seed)
     embodied = build_action_tokenizer("uniform", num_bins=256).fit(
         [ContinuousAction(tuple(rng.uniform(-1, 1, 4).round(4).tolist()), XYZ_GRIPPER) for _ in range(256)])
-    tokenizers = {"gui": build_action_tokenizer("gui_location", grid=32), "embodied": embodied,
+    tokenizers = {"gui": build_action_tokenizer("gui_location", grid=32), "gui_text": build_action_tokenizer("gui_text"),
+                  "embodied": embodied,
                   "discrete": build_action_tokenizer("discrete_semlang", names=BABYAI_ACTIONS)}
     for tokenizer in tokenizers.values():
         add_action_vocabulary(model, processor.tokenizer, tokenizer)

@@ -178,7 +178,7 @@ def main() -> int:
         "machine": {
             "cpus": os.cpu_count(),
             "load_avg_1min": round(os.getloadavg()[0], 2),
-            "out_dir": args.out_dir,
+            "out_dir": os.path.relpath(args.out_dir),  # recorded results hold no machine paths
         }
     }
     for name in args.envs.split(","):

@@ -35,6 +35,7 @@ import torch
 from ..actions import Action, ContinuousAction, DiscreteAction, Wait, format_action
 from ..actions.errors import ActionDecodeError
 from ..actions.tokenizers.base import ActionTokenizer, CodeTokenizer
+from ..models.chat import end_of_turn_id
 from .constraints import ActionConstraint, CodeGrammar, TextGrammar, TokenTable
 
 AGENT_FILE = "agent.json"
@@ -107,9 +108,7 @@ class Agent:
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
         self.seed = seed
         self.max_text_chars = max_text_chars  # typed text / app names (default: grammar.MAX_TEXT_CHARS)
-        self.end_id = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
-        if self.end_id is None or self.end_id == self.tokenizer.unk_token_id:
-            self.end_id = self.tokenizer.eos_token_id
+        self.end_id = end_of_turn_id(self.tokenizer)
         # logits have a row per embedding row (the head may be per-domain, the embeddings are one)
         self.vocab_size = max(int(model.get_input_embeddings().weight.shape[0]), len(self.tokenizer))
         self._table: TokenTable | None = None

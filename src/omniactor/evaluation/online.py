@@ -297,6 +297,7 @@ def evaluate(config: EvalConfig, agent: Any = None) -> dict[str, Any]:
     workers = [EnvWorker(config.env, config.env_config) for _ in range(min(config.workers, max(len(todo), 1)))]
     restarts = 0
     threads = cpu_threads_beside(agent, len(workers))
+    stats_before = dict(agent.stats) if agent is not None else {}
     try:
         if todo:
             run = _run_expert if config.policy == "expert" else _run_agent
@@ -311,7 +312,7 @@ def evaluate(config: EvalConfig, agent: Any = None) -> dict[str, Any]:
             worker.close()
         if bar is not None:
             bar.close()
-    return finish(config, out, restarts, time.monotonic() - started, agent)
+    return finish(config, out, restarts, time.monotonic() - started, agent, stats_before)
 
 
 def cpu_threads_beside(agent: Any, env_processes: int) -> int | None:
@@ -333,7 +334,8 @@ def cpu_threads_beside(agent: Any, env_processes: int) -> int | None:
     return previous
 
 
-def finish(config: EvalConfig, out: Path, restarts: int, seconds: float, agent: Any = None) -> dict[str, Any]:
+def finish(config: EvalConfig, out: Path, restarts: int, seconds: float, agent: Any = None,
+           stats_before: dict[str, int] | None = None) -> dict[str, Any]:
     """Summarise ``episodes.jsonl`` (this run's episodes and earlier ones) into the result files."""
     from .results import summarize, write_results
 
@@ -341,10 +343,11 @@ def finish(config: EvalConfig, out: Path, restarts: int, seconds: float, agent: 
     episodes = [r for r in _finished(out, config).values() if r["key"] in wanted]
     results = {"env": config.env, "policy": config.policy, "checkpoint": config.checkpoint, "split": config.split,
                "seed": config.seed, "restarts": restarts, "seconds": round(seconds, 1), **summarize(episodes, config.tasks)}
-    if agent is not None:
+    if agent is not None:  # this run's answers (an agent may serve several evaluations)
+        before = stats_before or {}
         results["decoding"] = {"constrained": agent.constrained, "do_sample": agent.do_sample,
-                               "invalid_answers": int(agent.stats.get("invalid", 0)),
-                               "answers": int(agent.stats.get("actions", 0))}
+                               "invalid_answers": int(agent.stats.get("invalid", 0) - before.get("invalid", 0)),
+                               "answers": int(agent.stats.get("actions", 0) - before.get("actions", 0))}
     title = f"{config.env}: {config.policy}" + (f" ({Path(config.checkpoint).name})" if config.checkpoint else "")
     write_results(out, results, title)
     return results

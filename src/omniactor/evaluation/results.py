@@ -109,9 +109,12 @@ def plot_success(series: Mapping[str, Mapping[str, Mapping[str, Any]]], path: st
         high = [per_task.get(t, {}).get("ci95", [r, r])[1] - r for t, r in zip(tasks, rates)]
         ax.bar(xs, rates, width, label=name, yerr=[low, high], capsize=2)
     if ceiling:
+        labelled = False
         for i, task in enumerate(tasks):
             if task in ceiling:
-                ax.hlines(ceiling[task], i - 0.45, i + 0.45, colors="black", linestyles="dashed", linewidth=1)
+                ax.hlines(ceiling[task], i - 0.45, i + 0.45, colors="black", linestyles="dashed", linewidth=1,
+                          label=None if labelled else "expert")
+                labelled = True
     ax.set_xticks(range(len(tasks)))
     ax.set_xticklabels(tasks, rotation=30, ha="right", fontsize=8)
     ax.set_ylim(0, 1.05)

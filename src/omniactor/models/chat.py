@@ -41,6 +41,14 @@ def add_state_input(model: Any, tokenizer: Any, state_dim: int, mean: Any = None
     return token_id
 
 
+def end_of_turn_id(tokenizer: Any) -> int:
+    """The token that ends the assistant's answer: ``<|im_end|>`` where the family has it, else EOS."""
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if end is None or end == tokenizer.unk_token_id:
+        end = tokenizer.eos_token_id
+    return end
+
+
 def chat_text(processor: Any, system: str, text: str, num_images: int) -> str:
     """The rendered prompt, ending where the assistant's answer starts."""
     content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": text}]

@@ -34,7 +34,7 @@ from ..actions.tokenizers.base import ActionTokenizer, CodeTokenizer
 from ..data import DatasetReader, validate_dataset
 from ..data.prompts import human_turn
 from ..data.sample import IMAGE_MARKER
-from ..models.chat import chat_inputs, with_state_marker
+from ..models.chat import chat_inputs, end_of_turn_id, with_state_marker
 from .config import SourceConfig
 
 CHUNK = 256
@@ -131,9 +131,7 @@ class SampleEncoder:
         self.action_tokenizers = action_tokenizers
         self.history = history
         self.image_size = image_size
-        self.end_id = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
-        if self.end_id is None or self.end_id == self.tokenizer.unk_token_id:
-            self.end_id = self.tokenizer.eos_token_id
+        self.end_id = end_of_turn_id(self.tokenizer)
 
     def target_ids(self, domain: str, action: Action) -> list[int]:
         """The answer's token ids: the action through the domain's tokenizer, then end-of-turn."""
