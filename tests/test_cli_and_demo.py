@@ -55,9 +55,13 @@ def test_quick_demo_collects_trains_evaluates_and_reports_end_to_end(tmp_path, c
     for picture in ("success.png", "domains.png", "training.png"):
         assert (tmp_path / picture).stat().st_size > 1000
     assert (tmp_path / "runs" / "omniactor" / "final" / "agent.json").exists()
-    # a re-run reuses every stage: no new episode, no new training step
+    # a re-run reuses every stage (no new episode, no new training step) and adds the study
     capsys.readouterr()
-    assert main(["demo", "--out", str(tmp_path), "--quick", "--no-progress"]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--quick", "--no-progress", "--study", "--seeds", "1"]) == 0
     row = next(line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("click-test "))
     assert row[1] == "4" and row[5] == "0"  # 4 episodes, none new
-    assert json.loads((tmp_path / "results.json").read_text())["results"]["trained"]["babyai"]["episodes"] == 2
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["results"]["trained"]["babyai"]["episodes"] == 2
+    assert set(results["study"]["table"]) == {"gui-only", "ea-only", "mixed-dense", "hard", "router", "omniactor"}
+    assert set(results["study"]["table"]["gui-only"]) == {"gui"}
+    assert "## Study" in (tmp_path / "report.md").read_text() and (tmp_path / "study.png").exists()
