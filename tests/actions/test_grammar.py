@@ -9,7 +9,6 @@ from omniactor.actions import (
     Click,
     LongPress,
     OpenApp,
-    Point,
     PressKey,
     Scroll,
     Swipe,
@@ -20,7 +19,9 @@ from omniactor.actions import (
 from omniactor.actions.grammar import coordinate, free_text, integer_below
 from omniactor.actions.tokenizers import build_action_tokenizer
 
-points = st.builds(Point, st.floats(0, 1), st.floats(0, 1))
+from .strategies import points
+
+# the grammar's free text: 1+ characters, no quotes, backslashes or control characters
 texts = st.text(st.characters(blacklist_characters='"\\', blacklist_categories=("Cc", "Cs")), min_size=1,
                 max_size=40)
 gui_actions = st.one_of(
