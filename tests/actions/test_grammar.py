@@ -48,7 +48,7 @@ def test_sentences_out_of_range_or_malformed_are_not_in_the_language():
     _, gui_text = PATTERNS[0]
     for bad in ["click(x=1.5, y=0.2)", "click(x=-0.1, y=0.2)", "click(x=0.12345, y=0.2)", "click(x=1, y=0.2)",
                 'press_key(key="f13")', 'scroll(direction="diagonal")', 'type(text="")', "wait( )",
-                'terminate(status="maybe")', "click(x=0.5)"]:
+                'terminate(status="maybe")', "click(x=0.5)", 'open_app(name=" ")']:
         assert not gui_text.fullmatch(bad), bad
     assert gui_text.fullmatch("click(x=0.5, y=", partial=True)  # a prefix can still be completed
     assert not gui_text.fullmatch("click(x=2", partial=True)

@@ -45,9 +45,13 @@ def test_a_trained_agent_gets_results_report_chart_and_episode_pictures_and_runs
     assert "| BabyAI-GoToRedBall-v0 |" in (out / "report.md").read_text()
     assert (out / "success.png").stat().st_size > 1000
     assert (out / "episodes" / "BabyAI-GoToRedBall-v0-0.gif").exists()
-    # re-running with more episodes runs only the new one; other settings are refused
+    # a line cut by a crash: that episode runs again; re-running with more episodes runs only the new ones
+    lines = (out / "episodes.jsonl").read_text().splitlines()
+    (out / "episodes.jsonl").write_text("\n".join(lines[:2]) + "\n" + lines[2][:20])
     evaluate(EvalConfig(episodes=4, **config))
-    assert len((out / "episodes.jsonl").read_text().splitlines()) == 4
+    records = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()[:2]]
+    kept = (out / "episodes.jsonl").read_text().splitlines()
+    assert len(records) == 2 and len(kept) == 5 and json.loads((out / "results.json").read_text())["episodes"] == 4
     with pytest.raises(EvalError, match="other settings"):
         evaluate(EvalConfig(episodes=4, **{**config, "seed": 7}))
 

@@ -50,8 +50,11 @@ def quoted(options: Iterable[str]) -> str:
     return '"' + alternatives(options) + '"'
 
 
-def free_text(limit: int = MAX_TEXT_CHARS) -> str:
-    """A JSON string literal of 1..``limit`` characters, no escapes or control characters."""
+def free_text(limit: int = MAX_TEXT_CHARS, nonblank: bool = False) -> str:
+    """A JSON string literal of 1..``limit`` characters, no escapes or control characters;
+    ``nonblank``: the first character is not white space (an app name cannot be blank)."""
+    if nonblank:
+        return r'"[^"\\\x00-\x20\s][^"\\\x00-\x1f]{0,' + str(int(limit) - 1) + '}"'
     return r'"[^"\\\x00-\x1f]{1,' + str(int(limit)) + '}"'
 
 
@@ -93,7 +96,7 @@ def gui_pattern(point: str, point1: str, point2: str, text_limit: int = MAX_TEXT
         rf"scroll\(direction={quoted(SCROLL_DIRECTIONS)}(?:, {point})?\)",
         rf"swipe\({point1}, {point2}\)",
         rf"press_key\(key={quoted(KEYS)}\)",
-        rf"open_app\(name={text}\)",
+        rf"open_app\(name={free_text(text_limit, nonblank=True)}\)",
         r"wait\(\)",
         rf"terminate\(status={quoted(TERMINATE_STATUSES)}\)",
     ]) + ")"

@@ -234,7 +234,7 @@ class Agent:
             "temperature": self.temperature if self.do_sample else None}
         if self.do_sample and not constrained:
             kwargs["top_k"] = self.top_k
-        if min_new_tokens:
+        if min_new_tokens and not constrained:  # the grammar alone decides when a constrained answer ends
             kwargs["min_new_tokens"] = min_new_tokens
         routed = heterogeneity_config(self.model) is not None and hasattr(self.model, "omniactor_context")
         if state is not None:
@@ -259,8 +259,9 @@ class Agent:
             return None
         rows: list[Any] = []
         for request in requests:
-            state = request[4] if len(request) > 4 else None
-            if request[0] in self.settings.state_domains and state is None:
+            takes_state = request[0] in self.settings.state_domains
+            state = request[4] if len(request) > 4 and takes_state else None
+            if takes_state and state is None:
                 raise AgentError(f"domain {request[0]!r} takes a state input; the observation has no state")
             rows.append(state)
         width = next((len(s) for s in rows if s is not None), 0)

@@ -167,10 +167,11 @@ class ActionConstraint:
             if row.grammar is None or row.done:
                 out[i] = scores[i]
                 continue
-            keep = self._allowed(row, scores[i])
+            keep = self._allowed(row, scores[i].detach().float().cpu())  # masks and tables live on the CPU
             if keep.numel() == 0:
                 self.dead_ends += 1
                 keep = torch.tensor([row.grammar.end_id])
+            keep = keep.to(scores.device)
             out[i, keep] = scores[i, keep]
         return out
 

@@ -28,6 +28,10 @@ import yaml
 from .plan import PLANS, DemoPlan
 
 
+class DemoError(RuntimeError):
+    """The demo cannot continue as asked (the message says what to change)."""
+
+
 class Stages:
     """Named, timed stages; the timings go into the report."""
 
@@ -96,7 +100,11 @@ def train_run(config_path: Path, progress: bool) -> Path:
     from ..training.loop import train
 
     config = load_config(config_path)
-    final = Path(config.output_dir) / "final"
+    run = Path(config.output_dir)
+    final = run / "final"
+    if (run / "config.yaml").exists() and load_config(run / "config.yaml") != config:
+        raise DemoError(f"{run} was trained with other settings (e.g. --quick and the full demo share an --out); "
+                        "give another --out or delete the folder")
     if not (final / "agent.json").exists():
         train(config, progress=progress)
     return final
@@ -130,9 +138,18 @@ def expert_rates(collected: dict[str, Any]) -> dict[str, dict[str, float]]:
 def run_demo(out: str | Path = "outputs/demo", quick: bool = False, study: bool = False,
              progress: bool = True, seeds: int = 3) -> int:
     """The whole job; returns a process exit code. ``study`` adds the paper's comparison."""
+    try:
+        return _run(Path(out), quick, study, progress, seeds)
+    except DemoError as err:
+        print(f"error: {err}")
+        return 2
+
+
+def _run(out: Path, quick: bool, study: bool, progress: bool, seeds: int) -> int:
+    from ..evaluation.online import EvalError
+
     os.environ.setdefault("MUJOCO_GL", "egl")
     plan = PLANS["quick" if quick else "full"]
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     check_environments(plan)
     stages = Stages()
@@ -140,12 +157,15 @@ def run_demo(out: str | Path = "outputs/demo", quick: bool = False, study: bool 
     collected = stages.run("collect", collect_demos, plan, out, progress)
     trained = stages.run("train", train_run, train_config(plan, out, "omniactor"), progress)
     untrained = stages.run("untrained model", train_run, train_config(plan, out, "untrained", max_steps=0), False)
-    results = {
-        "trained": stages.run("evaluate trained", evaluate_agent, plan, trained, out / "eval" / "trained",
-                              "eval_episodes", progress, save_episodes=1),
-        "untrained": stages.run("evaluate untrained", evaluate_agent, plan, untrained, out / "eval" / "untrained",
-                                "baseline_episodes", progress),
-    }
+    try:
+        results = {
+            "trained": stages.run("evaluate trained", evaluate_agent, plan, trained, out / "eval" / "trained",
+                                  "eval_episodes", progress, save_episodes=1),
+            "untrained": stages.run("evaluate untrained", evaluate_agent, plan, untrained,
+                                    out / "eval" / "untrained", "baseline_episodes", progress),
+        }
+    except EvalError as err:
+        raise DemoError(f"{err} (the evaluations in {out / 'eval'} belong to another plan)") from None
     study_results = None
     if study:
         from .study import run_study

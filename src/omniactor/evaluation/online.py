@@ -62,9 +62,12 @@ class EvalConfig:
     progress: bool = True
 
     def identity(self) -> dict[str, Any]:
-        """What makes two runs' episodes interchangeable (a resumed run must match)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("tasks", "episodes", "workers", "out",
+        """What makes two runs' episodes interchangeable (a resumed run must match; the device
+        and the number of workers do not change what an episode is)."""
+        data = {k: v for k, v in asdict(self).items() if k not in ("tasks", "episodes", "workers", "out",
                                                                    "save_episodes", "progress", "max_restarts")}
+        data["agent_options"] = {k: v for k, v in self.agent_options.items() if k != "device"}
+        return data
 
 
 @dataclass
@@ -150,6 +153,9 @@ def _worker_main(conn: Any, env_name: str, env_config: dict[str, Any]) -> None:
 class EnvWorker:
     """An environment in its own process (spawned fresh: no inherited threads or GL contexts)."""
 
+    #: a command that takes longer than this (a frozen browser or simulator) counts as a dead environment
+    TIMEOUT_S = 600.0
+
     def __init__(self, env_name: str, env_config: dict[str, Any]):
         self.env_name, self.env_config = env_name, env_config
         self.start()
@@ -168,16 +174,25 @@ class EnvWorker:
     def receive(self) -> tuple[str, Any]:
         """``(status, payload)``; a dead process reads as ``env_error`` (and is restarted)."""
         try:
+            if not self.conn.poll(self.TIMEOUT_S):
+                self.restart()
+                return "env_error", f"the environment did not answer within {self.TIMEOUT_S:.0f} s"
             return self.conn.recv()
         except (EOFError, ConnectionResetError, BrokenPipeError):
             self.restart()
             return "env_error", "the environment process died"
 
-    def call(self, command: str, *args: Any) -> tuple[str, Any]:
+    def send_safely(self, command: str, *args: Any) -> bool:
+        """Send a command; a dead process is restarted and False returned (the caller retries the episode)."""
         try:
             self.send(command, *args)
+            return True
         except (BrokenPipeError, ConnectionResetError, OSError):
             self.restart()
+            return False
+
+    def call(self, command: str, *args: Any) -> tuple[str, Any]:
+        if not self.send_safely(command, *args):
             return "env_error", "the environment process died"
         return self.receive()
 
@@ -236,7 +251,11 @@ class Recorder:
 
     def __init__(self, out: Path, save_episodes: int, bar: Any):
         self.out, self.save_episodes, self.bar = out, save_episodes, bar
-        self.file = (out / EPISODES_FILE).open("a")
+        path = out / EPISODES_FILE
+        cut = path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n")
+        self.file = path.open("a")
+        if cut:  # a line cut by a crash: its episode runs again, on a line of its own
+            self.file.write("\n")
         self.successes = self.count = 0
 
     def wants_frames(self, job: Job) -> bool:
@@ -363,8 +382,9 @@ def _run_expert(config: EvalConfig, agent: Any, domain: str, workers: list[EnvWo
         for w, worker in enumerate(workers):
             if w not in running and todo:
                 job = todo.popleft()
-                worker.send("expert", job.task, job.seed, recorder.wants_frames(job))
                 running[w] = job
+                if not worker.send_safely("expert", job.task, job.seed, recorder.wants_frames(job)):
+                    worker.send_safely("expert", job.task, job.seed, recorder.wants_frames(job))  # fresh process
         for w in list(running):
             status, payload = workers[w].receive()
             job = running.pop(w)
@@ -430,12 +450,13 @@ def _run_agent(config: EvalConfig, agent: Any, domain: str, workers: list[EnvWor
         active = sorted(slots)
         decided = agent.act_batch([slots[w].episode for w in active], [slots[w].observation for w in active],
                                   details=True)
+        sent = {}
         for w, answer in zip(active, decided):
             slots[w].invalid += int(not answer.valid)
-            workers[w].send("step", answer.action)
+            sent[w] = workers[w].send_safely("step", answer.action)
         for w in active:
             slot = slots[w]
-            status, payload = workers[w].receive()
+            status, payload = workers[w].receive() if sent[w] else ("env_error", "the environment process died")
             if status == "error":
                 raise EvalError(f"{slot.job.key}: {payload}")
             if status == "env_error":
