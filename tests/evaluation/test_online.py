@@ -33,8 +33,8 @@ def test_the_harness_reproduces_the_experts_rates_on_the_same_seeds(tmp_path, en
 @pytest.mark.env
 def test_a_trained_agent_gets_results_report_chart_and_episode_pictures_and_runs_resume(tmp_path, trained_checkpoint):
     require("babyai")
-    config = dict(env="babyai", tasks=["GoToRedBall"], out=str(tmp_path / "eval"), checkpoint=str(trained_checkpoint[0]),
-                  workers=2, env_config={"max_steps": 3}, save_episodes=1, progress=False)
+    config = {"env": "babyai", "tasks": ["GoToRedBall"], "out": str(tmp_path / "eval"), "checkpoint": str(trained_checkpoint[0]),
+                  "workers": 2, "env_config": {"max_steps": 3}, "save_episodes": 1, "progress": False}
     results = evaluate(EvalConfig(episodes=3, **config))
     out = tmp_path / "eval"
     numbers = results["tasks"]["BabyAI-GoToRedBall-v0"]
@@ -73,3 +73,33 @@ def test_bad_settings_are_refused_with_the_fix(tmp_path):
         evaluate(EvalConfig(env="babyai", tasks=["GoToRedBall"], episodes=1, out=str(tmp_path), progress=False))
     with pytest.raises(EvalError, match="policy"):
         evaluate(EvalConfig(env="babyai", tasks=["GoToRedBall"], episodes=1, out=str(tmp_path), policy="random"))
+
+
+@pytest.mark.env
+def test_an_agent_acts_in_libero_through_the_same_harness(tmp_path):
+    require("libero")
+    from dataclasses import replace
+
+    import numpy as np
+
+    from omniactor.actions import EEF_DELTA_GRIPPER, ContinuousAction
+    from omniactor.actions.tokenizers import build_action_tokenizer
+    from omniactor.agent import Agent, AgentSettings
+    from omniactor.models.heterogeneity import HeterogeneityConfig, convert
+    from omniactor.models.presets import build_model, get_preset
+    from omniactor.models.vocabulary import add_action_vocabulary
+
+    preset = replace(get_preset("tiny"), num_layers=2, hidden_size=64, num_heads=2, num_kv_heads=1,
+                     intermediate_size=128, vision_depth=1, vision_hidden_size=32, vision_intermediate_size=64)
+    model, processor = build_model(preset, seed=0)
+    rng = np.random.default_rng(0)
+    tokenizer = build_action_tokenizer("uniform", num_bins=16).fit(
+        [ContinuousAction(tuple(rng.uniform(-1, 1, 7).round(3).tolist()), EEF_DELTA_GRIPPER) for _ in range(64)])
+    add_action_vocabulary(model, processor.tokenizer, tokenizer)
+    convert(model, HeterogeneityConfig("omniactor", shared_layers=1, domains=("embodied",)))
+    agent = Agent(model, processor, {"embodied": tokenizer}, AgentSettings(["embodied"], 2, 56, {"embodied": ""}))
+    results = evaluate(EvalConfig(env="libero", tasks=["libero_10:0"], episodes=2, out=str(tmp_path), workers=1,
+                                  env_config={"max_steps": 3, "image_size": 64}, progress=False), agent=agent)
+    (numbers,) = results["tasks"].values()
+    assert numbers["episodes"] == 2 and numbers["mean_steps"] == 3.0 and numbers["failures"] == {"timeout": 2}
+    assert results["decoding"] == {"constrained": True, "do_sample": False, "invalid_answers": 0, "answers": 6}
