@@ -33,8 +33,9 @@ def test_the_harness_reproduces_the_experts_rates_on_the_same_seeds(tmp_path, en
 @pytest.mark.env
 def test_a_trained_agent_gets_results_report_chart_and_episode_pictures_and_runs_resume(tmp_path, trained_checkpoint):
     require("babyai")
-    config = {"env": "babyai", "tasks": ["GoToRedBall"], "out": str(tmp_path / "eval"), "checkpoint": str(trained_checkpoint[0]),
-                  "workers": 2, "env_config": {"max_steps": 3}, "save_episodes": 1, "progress": False}
+    config = {"env": "babyai", "tasks": ["GoToRedBall"], "out": str(tmp_path / "eval"),
+              "checkpoint": str(trained_checkpoint[0]), "workers": 2, "env_config": {"max_steps": 3},
+              "save_episodes": 1, "progress": False}
     results = evaluate(EvalConfig(episodes=3, **config))
     out = tmp_path / "eval"
     numbers = results["tasks"]["BabyAI-GoToRedBall-v0"]
