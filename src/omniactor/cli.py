@@ -16,15 +16,16 @@ from . import __version__
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _parse_config(text: str | None) -> dict:
+def json_object_arg(text: str | None, flag: str = "--config", example: str = '{"grid": 32}') -> dict:
+    """A flag's JSON-object value (``{}`` when not given); anything else exits with the flag named."""
     if not text:
         return {}
     try:
         config = json.loads(text)
     except json.JSONDecodeError as err:
-        raise SystemExit(f"--config must be a JSON object, e.g. '{{\"grid\": 32}}': {err}") from None
+        raise SystemExit(f"{flag} must be a JSON object, e.g. '{example}': {err}") from None
     if not isinstance(config, dict):
-        raise SystemExit("--config must be a JSON object, e.g. '{\"grid\": 32}'")
+        raise SystemExit(f"{flag} must be a JSON object, e.g. '{example}'")
     return config
 
 
@@ -46,7 +47,7 @@ def _actions_encode(args: argparse.Namespace) -> int:
     from .actions.tokenizers import build_action_tokenizer
 
     try:
-        tokenizer = build_action_tokenizer(args.tokenizer, **_parse_config(args.config))
+        tokenizer = build_action_tokenizer(args.tokenizer, **json_object_arg(args.config))
         action = parse_action(args.text)
         encoded = tokenizer.encode(action)
         decoded = tokenizer.decode(encoded)

@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 
-def _json_object(text: str | None, flag: str) -> dict:
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise SystemExit(f"{flag} must be a JSON object, e.g. '{{\"cameras\": []}}': {err}") from None
-    if not isinstance(value, dict):
-        raise SystemExit(f"{flag} must be a JSON object")
-    return value
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
+    from ..cli import json_object_arg
     from .online import EvalConfig, EvalError, evaluate
 
     options = {"constrained": not args.unconstrained, "do_sample": args.sample, "temperature": args.temperature,
@@ -28,7 +16,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         options["device"] = args.device
     config = EvalConfig(env=args.env, tasks=args.tasks, episodes=args.episodes, out=args.out,
                         checkpoint=args.checkpoint, policy=args.policy, workers=args.workers, seed=args.seed,
-                        split=args.split, env_config=_json_object(args.env_config, "--env-config"),
+                        split=args.split, env_config=json_object_arg(args.env_config, "--env-config", '{"cameras": []}'),
                         domain=args.domain, save_episodes=args.save_episodes, agent_options=options,
                         progress=not args.no_progress)
     try:

@@ -252,7 +252,11 @@ class Recorder:
     def __init__(self, out: Path, save_episodes: int, bar: Any):
         self.out, self.save_episodes, self.bar = out, save_episodes, bar
         path = out / EPISODES_FILE
-        cut = path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n")
+        cut = False
+        if path.exists() and path.stat().st_size:
+            with path.open("rb") as existing:
+                existing.seek(-1, os.SEEK_END)
+                cut = existing.read(1) != b"\n"
         self.file = path.open("a")
         if cut:  # a line cut by a crash: its episode runs again, on a line of its own
             self.file.write("\n")
