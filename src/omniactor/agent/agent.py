@@ -15,7 +15,10 @@ The prompt is the one training used (``models.chat``: the domain's system prompt
 image(s), the task and the last ``history`` actions), as recorded in the checkpoint's
 ``agent.json``. Decoding is greedy or sampled; with ``constrained=True`` (the default)
 every step can only write a valid action of the domain (``agent.constraints``), so the
-returned action parses and lies in range whatever the weights. Model output never ends
+returned action parses and lies in range whatever the weights. A domain trained with a
+regression head (``regression_heads``) acts by that head by default: one forward pass over
+the prompt, the head's ``[-1, 1]`` output mapped back by the domain tokenizer's normaliser
+(``use_heads=False`` writes the answer tokens instead). Model output never ends
 an episode: an answer that still does not decode (possible only unconstrained) becomes
 the domain's no-op (``wait()``, a zero motion, the first discrete action) and is counted
 in ``agent.stats``.
@@ -52,18 +55,21 @@ class AgentSettings:
 
     domains: list[str]
     history: int = 0
-    image_size: int | None = None
+    image_size: int | dict[str, int] | None = None  # one size, or one per domain
     system_prompts: dict[str, str] = field(default_factory=dict)
     state_domains: list[str] = field(default_factory=list)  # domains whose prompt carries the state input
+    regression_heads: list[str] = field(default_factory=list)  # domains a regression head acts for
 
     def to_json(self) -> dict[str, Any]:
         return {"domains": self.domains, "history": self.history, "image_size": self.image_size,
-                "system_prompts": self.system_prompts, "state_domains": self.state_domains}
+                "system_prompts": self.system_prompts, "state_domains": self.state_domains,
+                "regression_heads": self.regression_heads}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AgentSettings:
         return cls(list(data["domains"]), int(data.get("history", 0)), data.get("image_size"),
-                   dict(data.get("system_prompts", {})), list(data.get("state_domains", [])))
+                   dict(data.get("system_prompts", {})), list(data.get("state_domains", [])),
+                   list(data.get("regression_heads", [])))
 
     def save(self, directory: str | Path) -> None:
         (Path(directory) / AGENT_FILE).write_text(json.dumps(self.to_json(), indent=2))
@@ -94,7 +100,7 @@ class Agent:
     def __init__(self, model: Any, processor: Any, action_tokenizers: dict[str, ActionTokenizer],
                  settings: AgentSettings, constrained: bool = True, do_sample: bool = False,
                  temperature: float = 1.0, top_k: int = 50, seed: int | None = None,
-                 max_text_chars: int | None = None):
+                 max_text_chars: int | None = None, use_heads: bool = True):
         missing = [d for d in settings.domains if d not in action_tokenizers]
         if missing:
             raise AgentError(f"no action tokenizer for domain(s) {missing}")
@@ -108,6 +114,7 @@ class Agent:
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
         self.seed = seed
         self.max_text_chars = max_text_chars  # typed text / app names (default: grammar.MAX_TEXT_CHARS)
+        self.head_domains = set(settings.regression_heads) if use_heads else set()
         self.end_id = end_of_turn_id(self.tokenizer)
         # logits have a row per embedding row (the head may be per-domain, the embeddings are one)
         self.vocab_size = max(int(model.get_input_embeddings().weight.shape[0]), len(self.tokenizer))
@@ -196,9 +203,68 @@ class Agent:
         return self.settings.system_prompts.get(domain, ""), text
 
     def decide(self, requests: Sequence[tuple]) -> list[Decoded]:
-        """Generate and decode one answer per ``(domain, instruction, images, previous actions[, state])``."""
-        generated = self.generate(requests)
-        return [self._decode(request[0], ids) for request, ids in zip(requests, generated)]
+        """One answer per ``(domain, instruction, images, previous actions[, state])``: generated and
+        decoded, or from the domain's regression head."""
+        by_head = [i for i, r in enumerate(requests) if r[0] in self.head_domains]
+        by_tokens = [i for i, r in enumerate(requests) if r[0] not in self.head_domains]
+        answers: dict[int, Decoded] = {}
+        if by_tokens:
+            generated = self.generate([requests[i] for i in by_tokens])
+            answers.update({i: self._decode(requests[i][0], ids) for i, ids in zip(by_tokens, generated)})
+        if by_head:
+            answers.update(zip(by_head, self.head_actions([requests[i] for i in by_head])))
+        return [answers[i] for i in range(len(requests))]
+
+    def _inputs(self, requests: Sequence[tuple]) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """The batch's chat inputs on the model's device, and its states (``None`` for a model without
+        a state input; set as the model's state input)."""
+        from ..models.chat import chat_inputs, domain_image_size
+
+        for domain, *_ in requests:
+            if domain not in self.settings.domains:
+                raise AgentError(f"the model has no domain {domain!r}; its domains: {self.settings.domains}")
+        prompts = [(*self.prompt(domain, instruction, previous), images)
+                   for domain, instruction, images, previous, *_ in requests]
+        sizes = [domain_image_size(self.settings.image_size, r[0]) for r in requests]
+        inputs = chat_inputs(self.processor, prompts, sizes)
+        device = next(self.model.parameters()).device
+        state = self._state_batch(requests)
+        if state is not None:
+            from ..models.adapters import set_state
+
+            set_state(self.model, state.to(device))
+        return {k: v.to(device) for k, v in inputs.items()}, state
+
+    def _routed(self, domains: Sequence[str]) -> Any:
+        """The context that routes each row to its domain's experts (a no-op for a model without them)."""
+        from contextlib import nullcontext
+
+        from ..models.heterogeneity import heterogeneity_config, use_domains
+
+        routed = heterogeneity_config(self.model) is not None and hasattr(self.model, "omniactor_context")
+        return use_domains(self.model, list(domains)) if routed else nullcontext()
+
+    def head_actions(self, requests: Sequence[tuple]) -> list[Decoded]:
+        """The regression heads' actions (one forward pass over the prompts, no generation)."""
+        from ..actions.tokenizers.continuous_common import from_unit
+        from ..models.adapters import predict_action
+
+        inputs, state = self._inputs(requests)
+        domains = [r[0] for r in requests]
+        with torch.inference_mode(), self._routed(domains):
+            out = self.model(**inputs, output_hidden_states=True)
+        final = out.hidden_states[-1][:, -1]  # left padding: the last position is each prompt's end
+        answers: list[Decoded] = []
+        for row, domain in enumerate(domains):
+            with torch.inference_mode():
+                unit = predict_action(self.model, domain, final[row:row + 1],
+                                      state[row:row + 1] if state is not None else None)
+            tokenizer = self.action_tokenizers[domain]
+            values = from_unit(unit[0].float().cpu().numpy(), tokenizer.normalizer)
+            action = ContinuousAction(tuple(float(v) for v in values), tuple(tokenizer.names))
+            self.stats["actions"] += 1
+            answers.append(Decoded(action, format_action(action), True))
+        return answers
 
     def generate(self, requests: Sequence[tuple],
                  constrained: bool | None = None, max_new_tokens: int | None = None,
@@ -207,19 +273,8 @@ class Agent:
         defaults to the agent's setting, ``max_new_tokens`` to the longest answer the domains allow."""
         from transformers import LogitsProcessorList
 
-        from ..models.chat import chat_inputs
-        from ..models.heterogeneity import heterogeneity_config, use_domains
-
-        for domain, *_ in requests:
-            if domain not in self.settings.domains:
-                raise AgentError(f"the model has no domain {domain!r}; its domains: {self.settings.domains}")
         constrained = self.constrained if constrained is None else constrained
-        prompts = [(*self.prompt(domain, instruction, previous), images)
-                   for domain, instruction, images, previous, *_ in requests]
-        state = self._state_batch(requests)
-        inputs = chat_inputs(self.processor, prompts, self.settings.image_size)
-        device = next(self.model.parameters()).device
-        inputs = {k: v.to(device) for k, v in inputs.items()}
+        inputs, _ = self._inputs(requests)
         domains = [r[0] for r in requests]
         prompt_length = inputs["input_ids"].shape[1]
         grammars = [self.grammar(d) for d in domains]
@@ -236,19 +291,10 @@ class Agent:
             kwargs["top_k"] = self.top_k
         if min_new_tokens and not constrained:  # the grammar alone decides when a constrained answer ends
             kwargs["min_new_tokens"] = min_new_tokens
-        routed = heterogeneity_config(self.model) is not None and hasattr(self.model, "omniactor_context")
-        if state is not None:
-            from ..models.adapters import set_state
-
-            set_state(self.model, state.to(device))
-        with torch.inference_mode():
+        with torch.inference_mode(), self._routed(domains):
             if self.generator is not None:
                 torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator)))
-            if routed:
-                with use_domains(self.model, domains):
-                    out = self.model.generate(**inputs, logits_processor=processors, **kwargs)
-            else:
-                out = self.model.generate(**inputs, logits_processor=processors, **kwargs)
+            out = self.model.generate(**inputs, logits_processor=processors, **kwargs)
         if constraint is not None and constraint.dead_ends:
             self.stats["dead_ends"] += constraint.dead_ends
         return [row[prompt_length:].tolist() for row in out]

@@ -9,6 +9,9 @@ head, a model can predict actions with a dedicated head on its final hidden stat
   trained with cross-entropy.
 
 Both read the hidden state of the last real token of each sequence (``last_token_states``).
+A regression head may also read the standardised state vector beside it
+(``AdapterConfig.regression_state``): a skip around the language model, so the head can
+map the state to a motion directly while the model supplies the task (``predict_action``).
 
 ``StateProjector`` feeds a low-dimensional state vector (proprioception, object poses,
 Meta-World's 39-D observation) into the sequence: the input embedding of each ``<state>``
@@ -39,12 +42,14 @@ def last_token_states(hidden_states: torch.Tensor, attention_mask: torch.Tensor 
 
 
 class RegressionHead(nn.Module):
-    """Final hidden state ``(B, H)`` -> normalised continuous action ``(B, D)`` in ``[-1, 1]``."""
+    """Final hidden state ``(B, H)`` (and the standardised state ``(B, S)`` when ``state_dim``)
+    -> normalised continuous action ``(B, D)`` in ``[-1, 1]``."""
 
-    def __init__(self, hidden_size: int, action_dim: int, width: int = 256, layers: int = 2):
+    def __init__(self, hidden_size: int, action_dim: int, width: int = 256, layers: int = 2, state_dim: int = 0):
         super().__init__()
+        self.state_dim = state_dim
         blocks: list[nn.Module] = []
-        size = hidden_size
+        size = hidden_size + state_dim
         for _ in range(layers - 1):
             blocks += [nn.Linear(size, width), nn.GELU()]
             size = width
@@ -96,9 +101,11 @@ class StateProjector(nn.Module):
         self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.scale.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
 
+    def standardise(self, state: torch.Tensor) -> torch.Tensor:
+        return (state.float() - self.mean) / self.scale
+
     def forward(self, state: torch.Tensor) -> torch.Tensor:
-        state = (state.float() - self.mean) / self.scale
-        return self.net(state.to(self.net[0].weight.dtype))
+        return self.net(self.standardise(state).to(self.net[0].weight.dtype))
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,12 @@ class AdapterConfig:
     """width of the state vector fed through the StateProjector (0: no state input)"""
     state_token_id: int | None = None
     """id of the ``<state>`` placeholder token whose embedding the projection replaces"""
+    regression_state: bool = False
+    """regression heads also read the standardised state vector (needs ``state_dim``)"""
+    regression_layers: int = 2
+    """layers of each regression head's MLP"""
+    pointer: dict[str, Any] | None = None
+    """an image pointer scoring a GUI domain's ``<loc_i>`` tokens (``models.pointer.PointerConfig``)"""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,8 +162,11 @@ def attach_adapters(model: nn.Module, config: AdapterConfig) -> nn.Module:
     """Add the adapters of ``config`` to ``model`` (in place) and record them in its config."""
     hidden = model.config.get_text_config().hidden_size
     adapters = nn.ModuleDict()
+    if config.regression_state and not config.state_dim:
+        raise ValueError("regression_state needs a state input (state_dim > 0)")
     for domain, dim in (config.regression_dims or {}).items():
-        adapters[f"regression_{domain}"] = RegressionHead(hidden, dim)
+        adapters[f"regression_{domain}"] = RegressionHead(
+            hidden, dim, layers=config.regression_layers, state_dim=config.state_dim if config.regression_state else 0)
     for domain, size in (config.classification_sizes or {}).items():
         adapters[f"classification_{domain}"] = ClassificationHead(hidden, size)
     if config.state_dim:
@@ -160,6 +176,11 @@ def attach_adapters(model: nn.Module, config: AdapterConfig) -> nn.Module:
         hook = _StateInput(model, config.state_token_id)
         model.get_input_embeddings().register_forward_hook(hook)
         model.omniactor_state_input = hook
+    if config.pointer:
+        from .pointer import ImagePointer, PointerConfig, attach_pointer, vision_feature_size
+
+        adapters["pointer"] = ImagePointer(hidden, vision_feature_size(model), PointerConfig(**config.pointer))
+        attach_pointer(model, adapters["pointer"])
     model.omniactor_adapters = adapters
     setattr(model.config, ADAPTERS_KEY, config.to_json())
     return model
@@ -169,6 +190,37 @@ def adapter_config(model_or_config: Any) -> AdapterConfig | None:
     config = getattr(model_or_config, "config", model_or_config)
     data = getattr(config, ADAPTERS_KEY, None)
     return AdapterConfig(**data) if data else None
+
+
+def model_adapters(model: nn.Module) -> nn.ModuleDict:
+    """The adapters of ``model``, found through wrappers (DDP, PEFT)."""
+    found = next((m.omniactor_adapters for m in model.modules() if hasattr(m, "omniactor_adapters")), None)
+    if found is None:
+        raise ValueError("this model has no omniactor adapters (attach_adapters)")
+    return found
+
+
+def has_regression_head(model: nn.Module, domain: str) -> bool:
+    found = next((m.omniactor_adapters for m in model.modules() if hasattr(m, "omniactor_adapters")), None)
+    return found is not None and f"regression_{domain}" in found
+
+
+def predict_action(model: nn.Module, domain: str, final_states: torch.Tensor,
+                   state: torch.Tensor | None = None) -> torch.Tensor:
+    """``domain``'s regression head on ``final_states`` ``(B, H)`` (the last prompt token's final
+    hidden state) and, for a head that reads it, the raw state ``(B, S)``: ``(B, D)`` in ``[-1, 1]``."""
+    adapters = model_adapters(model)
+    key = f"regression_{domain}"
+    if key not in adapters:
+        raise ValueError(f"the model has no regression head for domain {domain!r}")
+    head = adapters[key]
+    inputs = final_states
+    if head.state_dim:
+        if state is None:
+            raise ValueError(f"the regression head of {domain!r} reads the state vector; none was given")
+        standardised = adapters["state"].standardise(state.to(final_states.device))
+        inputs = torch.cat([final_states.float(), standardised], dim=-1)
+    return head(inputs)
 
 
 def set_state(model: nn.Module, state: torch.Tensor | None) -> None:

@@ -22,21 +22,34 @@ def with_state_marker(text: str) -> str:
     return f"{head}\nState: {STATE_TOKEN}\n{question}" if head else f"State: {STATE_TOKEN}\n{question}"
 
 
-def add_state_input(model: Any, tokenizer: Any, state_dim: int, mean: Any = None, std: Any = None) -> int:
-    """Give ``model`` a state input: the ``<state>`` token in ``tokenizer`` and a projection of
-    ``state_dim`` numbers onto its embedding (``models.adapters``), standardised with the
-    data's ``mean`` / ``std`` when given; returns the token's id."""
+def add_adapters(model: Any, tokenizer: Any, state_dim: int = 0, mean: Any = None, std: Any = None,
+                 regression_dims: dict[str, int] | None = None, regression_state: bool = False,
+                 pointer: dict[str, Any] | None = None) -> int | None:
+    """Give ``model`` its action adapters (``models.adapters``) in one call:
+
+    - with ``state_dim``: a state input, the ``<state>`` token in ``tokenizer`` and a projection of
+      ``state_dim`` numbers onto its embedding, standardised with the data's ``mean`` / ``std``;
+    - with ``regression_dims`` (``{domain: D}``): a regression head per domain, reading the
+      standardised state beside the final hidden state when ``regression_state``;
+    - with ``pointer`` (``models.pointer.PointerConfig`` fields): the image pointer.
+
+    Returns the ``<state>`` token's id (``None`` without a state input)."""
     from tokenizers import AddedToken
 
     from .adapters import AdapterConfig, attach_adapters
     from .vocabulary import resize_vocabulary
 
-    if STATE_TOKEN not in tokenizer.get_vocab():
-        tokenizer.add_tokens([AddedToken(STATE_TOKEN, normalized=False, special=True)])
-    resize_vocabulary(model, max(len(tokenizer), model.get_input_embeddings().weight.shape[0]))
-    token_id = tokenizer.convert_tokens_to_ids(STATE_TOKEN)
-    attach_adapters(model, AdapterConfig(state_dim=int(state_dim), state_token_id=int(token_id)))
-    if mean is not None and std is not None:
+    token_id = None
+    if state_dim:
+        if STATE_TOKEN not in tokenizer.get_vocab():
+            tokenizer.add_tokens([AddedToken(STATE_TOKEN, normalized=False, special=True)])
+        resize_vocabulary(model, max(len(tokenizer), model.get_input_embeddings().weight.shape[0]))
+        token_id = int(tokenizer.convert_tokens_to_ids(STATE_TOKEN))
+    attach_adapters(model, AdapterConfig(regression_dims=dict(regression_dims) if regression_dims else None,
+                                         state_dim=int(state_dim), state_token_id=token_id,
+                                         regression_state=bool(regression_state and state_dim),
+                                         pointer=pointer))
+    if state_dim and mean is not None and std is not None:
         model.omniactor_adapters["state"].set_statistics(mean, std)
     return token_id
 
@@ -73,12 +86,20 @@ def resize_images(images: Sequence[Any], image_size: int | None) -> list[Any]:
     return out
 
 
-def chat_inputs(processor: Any, prompts: Sequence[tuple[str, str, Sequence[Any]]], image_size: int | None,
-                padding_side: str = "left") -> Any:
-    """Model inputs for a batch of ``(system, text, images)`` turns (left-padded for generation)."""
+def domain_image_size(image_size: int | dict[str, int] | None, domain: str) -> int | None:
+    """The square size a domain's images are resized to: one size for all, or a size per domain
+    (``{"gui": 224, "embodied": 112}``; a domain left out keeps its images as stored)."""
+    return image_size.get(domain) if isinstance(image_size, dict) else image_size
+
+
+def chat_inputs(processor: Any, prompts: Sequence[tuple[str, str, Sequence[Any]]],
+                image_size: int | None | Sequence[int | None], padding_side: str = "left") -> Any:
+    """Model inputs for a batch of ``(system, text, images)`` turns (left-padded for generation);
+    ``image_size`` is one size for all turns or one per turn."""
     texts, images = [], []
-    for system, text, turn_images in prompts:
-        turn_images = resize_images(turn_images, image_size)
+    sizes = list(image_size) if isinstance(image_size, (list, tuple)) else [image_size] * len(prompts)
+    for (system, text, turn_images), size in zip(prompts, sizes):
+        turn_images = resize_images(turn_images, size)
         texts.append(chat_text(processor, system, text, len(turn_images)))
         images.extend(turn_images)
     tokenizer = getattr(processor, "tokenizer", processor)

@@ -77,8 +77,21 @@ class TrainConfig:
     state_domains: list[str] = field(default_factory=list)
     """domains whose records' meta.state (e.g. Meta-World's 39-D observation) enters the prompt as one
     <state> token embedded by a learned projection (the model's state input); [] for none"""
-    image_size: int | None = 112
-    """images are resized to this square size before the processor (None: as stored)"""
+    regression_heads: list[str] = field(default_factory=list)
+    """domains of continuous actions whose motion a regression head ("Pred", Grounding MLLMs in Actions)
+    predicts from the last prompt token's final state, and from the standardised state for state_domains;
+    trained with MSE beside the answer tokens, and what the Agent acts with; [] for none"""
+    head_loss_weight: float = 1.0
+    """weight of the regression heads' MSE beside the answer-token loss"""
+    head_learning_rate: float | None = None
+    """peak learning rate of the regression heads (None: learning_rate); a small MLP learns the
+    state-to-motion map in fewer steps at a higher rate than the model around it"""
+    image_size: int | dict[str, int] | None = 112
+    """images are resized to this square size before the processor (None: as stored), or a size per
+    domain, e.g. {gui: 224, embodied: 112} (screens need more pixels to be read than a robot's view)"""
+    image_pointer: str | None = None
+    """a GUI domain (gui_location tokenizer) whose <loc_i> tokens are scored by an image pointer tied to the
+    image's patches (models.pointer; Qwen2-VL) instead of free output rows; None for none"""
     skip_invalid: bool = False
     """skip records that fail validation (counted and reported) instead of refusing to start"""
     cache_dir: str | None = None

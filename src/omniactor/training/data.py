@@ -34,10 +34,12 @@ from ..actions.tokenizers.base import ActionTokenizer, CodeTokenizer
 from ..data import DatasetReader, validate_dataset
 from ..data.prompts import human_turn
 from ..data.sample import IMAGE_MARKER
-from ..models.chat import chat_inputs, end_of_turn_id, with_state_marker
+from ..models.chat import chat_inputs, domain_image_size, end_of_turn_id, with_state_marker
 from .config import SourceConfig
 
 CHUNK = 256
+#: the encoded sample's normalised continuous action ``(1, D)``, the target of a regression head
+ACTION_TARGET = "action_target"
 
 
 class DataError(ValueError):
@@ -123,9 +125,12 @@ class SampleEncoder:
     """One record -> ``{input_ids, labels, attention_mask, pixel_values, ...}`` tensors."""
 
     def __init__(self, processor: Any, action_tokenizers: dict[str, ActionTokenizer], history: int,
-                 image_size: int | None, system_prompt: str = "sample", state_domains: Sequence[str] = ()):
+                 image_size: int | dict[str, int] | None, system_prompt: str = "sample",
+                 state_domains: Sequence[str] = (),
+                 regression_heads: Sequence[str] = ()):
         self.processor = processor
         self.state_domains = set(state_domains)
+        self.regression_heads = set(regression_heads)
         self.system_prompt = system_prompt
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.action_tokenizers = action_tokenizers
@@ -170,7 +175,8 @@ class SampleEncoder:
                                 "input (state_domains) but the record has no meta.state; collect it with its state "
                                 "or drop the domain from state_domains")
             text = with_state_marker(text)
-        inputs = chat_inputs(self.processor, [(self.system_for(sample), text, images)], self.image_size)
+        inputs = chat_inputs(self.processor, [(self.system_for(sample), text, images)],
+                             domain_image_size(self.image_size, sample.domain))
         target = torch.tensor(self.target_ids(sample.domain, sample.action), dtype=torch.long)
         prompt_ids = inputs["input_ids"][0]
         out = {"input_ids": torch.cat([prompt_ids, target]),
@@ -184,7 +190,17 @@ class SampleEncoder:
                 out[key] = value
         if state is not None:
             out["state"] = torch.tensor([state], dtype=torch.float32)
+        if sample.domain in self.regression_heads:
+            out[ACTION_TARGET] = torch.tensor([self.normalised_action(sample)], dtype=torch.float32)
         return out
+
+    def normalised_action(self, sample: Any) -> list[float]:
+        """The action in ``[-1, 1]`` per dimension, by the domain tokenizer's normaliser."""
+        from ..actions.tokenizers.continuous_common import to_unit
+
+        tokenizer = self.action_tokenizers[sample.domain]
+        values = np.clip(to_unit(sample.action.as_array(), tokenizer.normalizer), -1.0, 1.0)
+        return values.tolist()
 
 
 def _previous_actions(items: Sequence[Item]) -> dict[int, list[int]]:

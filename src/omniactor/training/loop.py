@@ -29,6 +29,7 @@ import torch
 
 from .config import TrainConfig, save_config
 from .data import (
+    ACTION_TARGET,
     DataError,
     DomainBatchSampler,
     PreprocessedCache,
@@ -90,13 +91,74 @@ def fit_action_tokenizers(config: TrainConfig, items: list, model: Any, processo
     return tokenizers
 
 
-def take_state(model: Any, batch: dict[str, torch.Tensor]) -> None:
-    """Move a batch's ``state`` into the model's state input (batches hold one domain: all rows or none)."""
+def take_state(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """Move a batch's ``state`` into the model's state input (batches hold one domain: all rows or
+    none); returns it (regression heads may read it too)."""
     state = batch.pop("state", None)
     if state is not None:
         from ..models.adapters import set_state
 
         set_state(model, state)
+    return state
+
+
+def prompt_end_states(hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``(B, T, H)`` -> ``(B, H)``: each row's final hidden state at its last prompt token, the
+    position the answer is predicted from (right before the first label)."""
+    first_label = (labels != -100).int().argmax(dim=1)
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), (first_label - 1).clamp(min=0)]
+
+
+def head_loss(model: Any, domain: str, out: Any, labels: torch.Tensor, target: torch.Tensor,
+              state: torch.Tensor | None) -> torch.Tensor:
+    """MSE of ``domain``'s regression head against the normalised actions ``target`` ``(B, D)``."""
+    from ..models.adapters import RegressionHead, predict_action
+
+    predicted = predict_action(model, domain, prompt_end_states(out.hidden_states[-1], labels), state)
+    return RegressionHead.loss(predicted, target.to(predicted.device))
+
+
+def parameter_groups(model: Any, config: TrainConfig) -> list[dict[str, Any]]:
+    """The trainable parameters; the regression heads in a group of their own learning rate."""
+    heads, rest = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (heads if "omniactor_adapters.regression_" in name else rest).append(parameter)
+    groups = [{"params": rest}]
+    if heads:
+        groups.append({"params": heads, "lr": config.head_learning_rate or config.learning_rate})
+    return groups
+
+
+def pointer_settings(config: TrainConfig, action_tokenizers: dict[str, Any], tokenizer: Any) -> dict[str, Any] | None:
+    """The image pointer's settings for ``config.image_pointer`` (None without one)."""
+    domain = config.image_pointer
+    if not domain:
+        return None
+    from ..actions.tokenizers.gui_location import GuiLocationTokenizer
+
+    if domain not in config.domains:
+        raise DataError(f"image_pointer names {domain!r}, which is not one of the domains {config.domains}")
+    action_tokenizer = action_tokenizers[domain]
+    if not isinstance(action_tokenizer, GuiLocationTokenizer):
+        raise DataError(f"image_pointer: domain {domain!r} has the {type(action_tokenizer).__name__} action "
+                        "tokenizer; the pointer scores <loc_i> cells (action_tokenizers.{domain}.name: gui_location)")
+    cells = [f"<loc_{i}>" for i in range(action_tokenizer.grid**2)]
+    return {"loc_token_ids": [int(i) for i in tokenizer.convert_tokens_to_ids(cells)], "grid": action_tokenizer.grid}
+
+
+def check_regression_heads(config: TrainConfig, action_tokenizers: dict[str, Any]) -> dict[str, int]:
+    """``{domain: action width}`` of the configured regression heads (refused for non-continuous domains)."""
+    dims = {}
+    for domain in config.regression_heads:
+        if domain not in config.domains:
+            raise DataError(f"regression_heads names {domain!r}, which is not one of the domains {config.domains}")
+        tokenizer = action_tokenizers[domain]
+        if not hasattr(tokenizer, "normalizer") or not getattr(tokenizer, "names", None):
+            raise DataError(f"regression_heads: domain {domain!r} has the {type(tokenizer).__name__} action "
+                            "tokenizer; a regression head needs continuous actions (uniform, vq)")
+        dims[domain] = len(tokenizer.names)
+    return dims
 
 
 def state_statistics(items: list, state_domains: list[str]) -> tuple[int, Any, Any]:
@@ -197,7 +259,9 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
 
     from ..models.heterogeneity import HeterogeneityConfig, aux_loss, convert, set_domains
 
-    kwargs = [DistributedDataParallelKwargs(find_unused_parameters=config.variant != "dense")]
+    # per-domain experts, the state input and the heads sit idle in other domains' batches
+    unused = config.variant != "dense" or bool(config.state_domains) or bool(config.regression_heads)
+    kwargs = [DistributedDataParallelKwargs(find_unused_parameters=unused)]
     plugin = None
     if config.deepspeed:
         from accelerate import DeepSpeedPlugin
@@ -221,10 +285,14 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     model, processor, shared = build_model(config)
     before_vocab = model.get_input_embeddings().weight.shape[0]
     action_tokenizers = fit_action_tokenizers(config, items, model, processor)
-    if config.state_domains:
-        from ..models.chat import add_state_input
+    regression_dims = check_regression_heads(config, action_tokenizers)
+    pointer = pointer_settings(config, action_tokenizers, processor.tokenizer)
+    if config.state_domains or regression_dims or pointer:
+        from ..models.chat import add_adapters
 
-        add_state_input(model, processor.tokenizer, *state_statistics(items, config.state_domains))
+        state = state_statistics(items, config.state_domains) if config.state_domains else (0, None, None)
+        add_adapters(model, processor.tokenizer, *state, regression_dims=regression_dims,
+                     regression_state=bool(config.state_domains), pointer=pointer)
     new_ids = list(range(before_vocab, model.get_input_embeddings().weight.shape[0]))
     convert(model, HeterogeneityConfig(config.variant, shared_layers=shared, domains=tuple(config.domains)))
     if config.gradient_checkpointing:
@@ -235,11 +303,12 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
 
     # 2. data ---------------------------------------------------------------------------
     encoder = SampleEncoder(processor, action_tokenizers, config.history, config.image_size, config.system_prompt,
-                            config.state_domains)
+                            config.state_domains, config.regression_heads)
     cache_root = Path(config.cache_dir) if config.cache_dir else output_dir.parent / ".omniactor-cache"
     key = fingerprint([[folder_state(s.path) for s in config.data], processor_state(processor),
                        {d: t.config() for d, t in action_tokenizers.items()}, config.history, config.image_size,
-                       config.system_prompt, config.domains, [s.path for s in config.data], config.state_domains])
+                       config.system_prompt, config.domains, [s.path for s in config.data], config.state_domains,
+                       config.regression_heads])
     cache_dir = cache_root / key
     with accelerator.main_process_first():
         if not (cache_dir / "index.json").exists():
@@ -251,8 +320,8 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     pad_id = processor.tokenizer.pad_token_id
 
     # 3. optimisation -------------------------------------------------------------------
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.learning_rate,
+                                  weight_decay=config.weight_decay)
     scheduler = get_scheduler(config.lr_schedule if config.lr_schedule != "constant" else "constant_with_warmup",
                               optimizer, num_warmup_steps=math.ceil(config.warmup_ratio * config.max_steps),
                               num_training_steps=config.max_steps)
@@ -284,13 +353,20 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         batch = collate([dataset[i] for i in mine], pad_id)
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         labels = batch.pop("labels")
-        take_state(model, batch)
+        target = batch.pop(ACTION_TARGET, None)
+        state = take_state(model, batch)
         domain = dataset.domains[mine[0]]
         set_domains(model, torch.full((len(mine),), domain_ids[domain], dtype=torch.long))
-        out = model(**batch)
+        out = model(**batch, output_hidden_states=target is not None)
         sums, counts = answer_loss(out.logits, labels)
         global_tokens = accelerator.reduce(counts.sum().detach().float(), reduction="sum")
         loss = sums.sum() / global_tokens.clamp(min=1) * world  # DDP averages gradients over processes
+        if target is not None:
+            mse = head_loss(model, domain, out, labels, target, state)
+            loss = loss + config.head_loss_weight * mse
+            total = totals.setdefault(f"head_mse/{domain}", [0.0, 0.0])
+            total[0] += float(mse.detach())
+            total[1] += 1
         balance = aux_loss(model) if config.variant == "router" else None
         if balance is not None:
             loss = loss + config.router_aux_weight * balance
@@ -353,7 +429,8 @@ def evaluate_loss(config: TrainConfig, model: Any, processor: Any, encoder: Samp
     items, _ = collect_items(config.eval_data, config.domains, config.skip_invalid)
     key = fingerprint([[folder_state(s.path) for s in config.eval_data], processor_state(processor),
                        {d: t.config() for d, t in encoder.action_tokenizers.items()}, config.history,
-                       config.image_size, config.system_prompt, "eval", config.state_domains])
+                       config.image_size, config.system_prompt, "eval", config.state_domains,
+                       config.regression_heads])
     cache_dir = cache_root / key
     if not (cache_dir / "index.json").exists():
         PreprocessedCache.build(cache_dir, items, encoder, progress=progress)
@@ -370,6 +447,7 @@ def evaluate_loss(config: TrainConfig, model: Any, processor: Any, encoder: Samp
                 chunk = members[start:start + config.batch_size]
                 batch = {k: v.to(device) for k, v in collate([dataset[i] for i in chunk], processor.tokenizer.pad_token_id).items()}
                 labels = batch.pop("labels")
+                batch.pop(ACTION_TARGET, None)
                 take_state(model, batch)
                 set_domains(model, torch.full((len(chunk),), domain_ids[domain], dtype=torch.long))
                 out = model(**batch)
@@ -407,7 +485,7 @@ def agent_settings(config: TrainConfig, items: list, encoder: SampleEncoder) -> 
             if len(prompts) == len(config.domains):
                 break
     return AgentSettings(list(config.domains), config.history, config.image_size, prompts,
-                         list(config.state_domains))
+                         list(config.state_domains), list(config.regression_heads))
 
 
 def save_final(model: Any, processor: Any, action_tokenizers: dict[str, Any], directory: Path,

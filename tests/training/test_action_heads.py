@@ -1,0 +1,111 @@
+"""Training with a regression head, an image pointer and a size per domain, then acting with them."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from omniactor.actions import ContinuousAction, GuiAction
+from omniactor.agent import Agent
+from omniactor.data.example import write_example_dataset
+from omniactor.envs.base import Observation
+from omniactor.training.config import load_config
+from omniactor.training.loop import DataError, train
+
+
+def _config(root, steps, **extra):
+    overrides = {"data": f"[{root / 'data'}]", "output_dir": str(root / "run"), "max_steps": steps,
+                 "batch_size": 4, "save_every": steps, "log_every": 1, "history": 1,
+                 "cache_dir": str(root / "cache"), "learning_rate": 3e-3,
+                 "image_size": "{gui: 56, embodied: 28, discrete: 28}",
+                 "action_tokenizers.gui.name": "gui_location", "action_tokenizers.gui.args": "{grid: 4}",
+                 "action_tokenizers.embodied.args": "{num_bins: 16}",
+                 "regression_heads": "[embodied]", "image_pointer": "gui", **extra}
+    return load_config(None, [f"{k}={v}" for k, v in overrides.items()])
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("heads")
+    write_example_dataset(root / "data", episodes_per_domain=3, seed=0)
+    train(_config(root, 8, head_learning_rate=1e-2), progress=False)
+    return root
+
+
+def test_the_head_is_trained_beside_the_tokens(run):
+    records = [json.loads(line) for line in (run / "run" / "metrics.jsonl").read_text().splitlines()]
+    mse = [r["loss/head_mse/embodied"] for r in records if "loss/head_mse/embodied" in r]
+    assert mse and all(np.isfinite(mse))
+    settings = json.loads((run / "run" / "final" / "agent.json").read_text())
+    assert settings["regression_heads"] == ["embodied"]
+    assert settings["image_size"] == {"gui": 56, "embodied": 28, "discrete": 28}
+    untrained = run / "untrained"
+    config = _config(run, 0)
+    config.output_dir = str(untrained)
+    train(config, progress=False)
+    before = Agent.from_pretrained(untrained / "final").model.omniactor_adapters
+    after = Agent.from_pretrained(run / "run" / "final").model.omniactor_adapters
+    for name in ("regression_embodied", "pointer"):
+        changed = [not torch.equal(a, b) for a, b in zip(before[name].parameters(), after[name].parameters())]
+        assert all(changed), name  # every weight of the head and of the pointer moved
+
+
+def test_a_regression_head_with_the_state_skip_learns_a_state_to_motion_map():
+    from omniactor.models.adapters import RegressionHead, StateProjector, predict_action
+
+    torch.manual_seed(0)
+    model = torch.nn.Module()
+    model.omniactor_adapters = torch.nn.ModuleDict({"state": StateProjector(6, 8),
+                                                    "regression_arm": RegressionHead(8, 2, state_dim=6)})
+    model.omniactor_adapters["state"].set_statistics(np.full(6, 5.0), np.full(6, 2.0))
+    weights = torch.randn(6, 2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(600):
+        state = 5.0 + 2.0 * torch.randn(64, 6)
+        target = torch.tanh((state - 5.0) / 2.0 @ weights)
+        loss = RegressionHead.loss(predict_action(model, "arm", torch.zeros(64, 8), state), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert float(loss.detach()) < 0.01
+
+
+def test_the_agent_acts_by_the_head_and_can_still_write_the_tokens(run):
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    observation = Observation({"main": image}, "pick up the red block", "embodied", 0)
+    by_head = Agent.from_pretrained(run / "run" / "final")
+    by_tokens = Agent.from_pretrained(run / "run" / "final", use_heads=False)
+    head_action, token_action = ([a.act_batch([a.start("pick up the red block", "embodied")], [observation],
+                                              details=True)[0] for a in (by_head, by_tokens)])
+    assert isinstance(head_action.action, ContinuousAction) and isinstance(token_action.action, ContinuousAction)
+    assert head_action.valid and token_action.valid
+    # the head's action is its tanh output mapped back through the tokenizer's range: not a bin centre
+    tokenizer = by_head.action_tokenizers["embodied"]
+    centres = tokenizer.unbin_array(np.arange(tokenizer.num_bins)[:, None].repeat(len(tokenizer.names), 1))
+    assert not all(np.isclose(v, centres[:, d]).any() for d, v in enumerate(head_action.action.values))
+    gui = by_head.act_batch([by_head.start("click OK", "gui")], [Observation({"main": image}, "click OK", "gui", 0)])
+    assert isinstance(gui[0], GuiAction.__args__)
+
+
+def test_the_pointer_is_saved_and_reloaded_with_its_weights(run):
+    agent = Agent.from_pretrained(run / "run" / "final")
+    pointer = agent.model.omniactor_adapters["pointer"]
+    assert pointer.config.grid == 4 and float(pointer.bias.abs().sum()) > 0  # trained, then loaded
+    assert hasattr(agent.model, "omniactor_pointer_hooks")
+
+
+def test_heads_and_pointer_on_the_wrong_domains_are_refused(tmp_path):
+    write_example_dataset(tmp_path / "data", episodes_per_domain=1, seed=0)
+    with pytest.raises(DataError, match="regression head needs continuous actions"):
+        train(_config(tmp_path, 1, regression_heads="[discrete]"), progress=False)
+    with pytest.raises(DataError, match="pointer scores <loc_i> cells"):
+        train(_config(tmp_path, 1, image_pointer="embodied"), progress=False)
+
+
+def test_prompt_end_states_read_the_position_before_the_first_label():
+    from omniactor.training.loop import prompt_end_states
+
+    hidden = torch.arange(2 * 5, dtype=torch.float32).view(2, 5, 1)
+    labels = torch.tensor([[-100, -100, 7, 8, -100], [-100, -100, -100, 9, -100]])
+    assert prompt_end_states(hidden, labels)[:, 0].tolist() == [1.0, 7.0]
