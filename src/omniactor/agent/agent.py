@@ -54,7 +54,7 @@ class AgentSettings:
     """How the model was trained to be asked (saved as ``agent.json`` next to the weights)."""
 
     domains: list[str]
-    history: int = 0
+    history: int | dict[str, int] = 0  # one length, or one per domain
     image_size: int | dict[str, int] | None = None  # one size, or one per domain
     system_prompts: dict[str, str] = field(default_factory=dict)
     state_domains: list[str] = field(default_factory=list)  # domains whose prompt carries the state input
@@ -67,7 +67,8 @@ class AgentSettings:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AgentSettings:
-        return cls(list(data["domains"]), int(data.get("history", 0)), data.get("image_size"),
+        history = data.get("history", 0)
+        return cls(list(data["domains"]), history if isinstance(history, dict) else int(history), data.get("image_size"),
                    dict(data.get("system_prompts", {})), list(data.get("state_domains", [])),
                    list(data.get("regression_heads", [])))
 
@@ -193,9 +194,9 @@ class Agent:
     def prompt(self, domain: str, instruction: str, previous: Sequence[Action]) -> tuple[str, str]:
         """``(system, human text)`` as in training."""
         from ..data.prompts import human_turn
-        from ..models.chat import with_state_marker
+        from ..models.chat import per_domain, with_state_marker
 
-        history = self.settings.history
+        history = per_domain(self.settings.history, domain)
         shown = list(previous)[-history:] if history else []
         text = human_turn(instruction, 0, [format_action(a) for a in shown])
         if domain in self.settings.state_domains:
@@ -218,14 +219,14 @@ class Agent:
     def _inputs(self, requests: Sequence[tuple]) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
         """The batch's chat inputs on the model's device, and its states (``None`` for a model without
         a state input; set as the model's state input)."""
-        from ..models.chat import chat_inputs, domain_image_size
+        from ..models.chat import chat_inputs, per_domain
 
         for domain, *_ in requests:
             if domain not in self.settings.domains:
                 raise AgentError(f"the model has no domain {domain!r}; its domains: {self.settings.domains}")
         prompts = [(*self.prompt(domain, instruction, previous), images)
                    for domain, instruction, images, previous, *_ in requests]
-        sizes = [domain_image_size(self.settings.image_size, r[0]) for r in requests]
+        sizes = [per_domain(self.settings.image_size, r[0]) for r in requests]
         inputs = chat_inputs(self.processor, prompts, sizes)
         device = next(self.model.parameters()).device
         state = self._state_batch(requests)

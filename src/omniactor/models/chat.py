@@ -86,10 +86,11 @@ def resize_images(images: Sequence[Any], image_size: int | None) -> list[Any]:
     return out
 
 
-def domain_image_size(image_size: int | dict[str, int] | None, domain: str) -> int | None:
-    """The square size a domain's images are resized to: one size for all, or a size per domain
-    (``{"gui": 224, "embodied": 112}``; a domain left out keeps its images as stored)."""
-    return image_size.get(domain) if isinstance(image_size, dict) else image_size
+def per_domain(setting: Any, domain: str) -> Any:
+    """A prompt setting's value for ``domain``: one value for all domains, or a mapping per domain
+    (a domain left out gets ``None``). Image size: ``{"gui": 224, "embodied": 112}`` (None: images
+    as stored); history: ``{"gui": 2, "embodied": 0}`` (None: no previous actions)."""
+    return setting.get(domain) if isinstance(setting, dict) else setting
 
 
 def chat_inputs(processor: Any, prompts: Sequence[tuple[str, str, Sequence[Any]]],

@@ -69,8 +69,10 @@ class TrainConfig:
     """the dataset folders to mix"""
     eval_data: list[SourceConfig] = field(default_factory=list)
     """held-out dataset folders, evaluated every eval_every steps (loss per domain)"""
-    history: int = 4
-    """previous actions shown in the prompt (needs meta.instruction in the records)"""
+    history: int | dict[str, int] = 4
+    """previous actions shown in the prompt (needs meta.instruction in the records), or a length per
+    domain, e.g. {gui: 2, embodied: 0}: a policy that sees its last motion learns to repeat it (copycat),
+    while a page task needs to know which steps it has done"""
     system_prompt: str = "sample"
     """sample: each record's system prompt (describes the action space, as the paper); none: no
     system turn (saves ~300 tokens per GUI sample for models trained from scratch); other text: that prompt"""

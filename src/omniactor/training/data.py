@@ -34,7 +34,7 @@ from ..actions.tokenizers.base import ActionTokenizer, CodeTokenizer
 from ..data import DatasetReader, validate_dataset
 from ..data.prompts import human_turn
 from ..data.sample import IMAGE_MARKER
-from ..models.chat import chat_inputs, domain_image_size, end_of_turn_id, with_state_marker
+from ..models.chat import chat_inputs, end_of_turn_id, per_domain, with_state_marker
 from .config import SourceConfig
 
 CHUNK = 256
@@ -124,7 +124,7 @@ def processor_state(processor: Any) -> list[Any]:
 class SampleEncoder:
     """One record -> ``{input_ids, labels, attention_mask, pixel_values, ...}`` tensors."""
 
-    def __init__(self, processor: Any, action_tokenizers: dict[str, ActionTokenizer], history: int,
+    def __init__(self, processor: Any, action_tokenizers: dict[str, ActionTokenizer], history: int | dict[str, int],
                  image_size: int | dict[str, int] | None, system_prompt: str = "sample",
                  state_domains: Sequence[str] = (),
                  regression_heads: Sequence[str] = ()):
@@ -152,7 +152,8 @@ class SampleEncoder:
         instruction = sample.meta.get("instruction")
         n_images = len(sample.images)
         if instruction is not None:
-            shown = list(previous)[-self.history:] if self.history else []
+            history = per_domain(self.history, sample.domain)
+            shown = list(previous)[-history:] if history else []
             text = human_turn(instruction, 0, [format_action(a) for a in shown])
         else:
             text = sample.prompt.replace(IMAGE_MARKER, "").strip()
@@ -176,7 +177,7 @@ class SampleEncoder:
                                 "or drop the domain from state_domains")
             text = with_state_marker(text)
         inputs = chat_inputs(self.processor, [(self.system_for(sample), text, images)],
-                             domain_image_size(self.image_size, sample.domain))
+                             per_domain(self.image_size, sample.domain))
         target = torch.tensor(self.target_ids(sample.domain, sample.action), dtype=torch.long)
         prompt_ids = inputs["input_ids"][0]
         out = {"input_ids": torch.cat([prompt_ids, target]),
