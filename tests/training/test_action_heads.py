@@ -109,3 +109,41 @@ def test_prompt_end_states_read_the_position_before_the_first_label():
     hidden = torch.arange(2 * 5, dtype=torch.float32).view(2, 5, 1)
     labels = torch.tensor([[-100, -100, 7, 8, -100], [-100, -100, -100, 9, -100]])
     assert prompt_end_states(hidden, labels)[:, 0].tolist() == [1.0, 7.0]
+
+
+def _add_states(root, widths):
+    """Give the records of ``widths``' domains a ``meta.state`` of that width."""
+    for shard in (root / "shards").glob("*.jsonl"):
+        lines = []
+        for line in shard.read_text().splitlines():
+            record = json.loads(line)
+            width = widths.get(record["domain"])
+            if width:
+                record["meta"]["state"] = [float(record["meta"]["step"] + i) for i in range(width)]
+            lines.append(json.dumps(record))
+        shard.write_text("\n".join(lines) + "\n")
+
+
+def test_states_of_different_widths_share_one_input_side_by_side(tmp_path):
+    from omniactor.agent import AgentError
+
+    write_example_dataset(tmp_path / "data", episodes_per_domain=2, seed=0)
+    _add_states(tmp_path / "data", {"embodied": 5, "discrete": 3})
+    train(_config(tmp_path, 2, state_domains="[embodied, discrete]"), progress=False)
+    final = tmp_path / "run" / "final"
+    assert json.loads((final / "agent.json").read_text())["state_widths"] == {"embodied": 5, "discrete": 3}
+    agent = Agent.from_pretrained(final)
+    projector = agent.model.omniactor_adapters["state"]
+    assert projector.state_dim == 8
+    assert projector.mean[5:].tolist() != [0.0, 0.0, 0.0]  # each slice standardised by its own domain's records
+    image = np.zeros((32, 32, 3), dtype=np.uint8)
+    episodes = [agent.start("pick", "embodied"), agent.start("go", "discrete"), agent.start("click", "gui")]
+    observations = [Observation({"main": image}, "pick", "embodied", 0, state=np.arange(5.0)),
+                    Observation({"main": image}, "go", "discrete", 0, state=np.arange(3.0)),
+                    Observation({"main": image}, "click", "gui", 0)]
+    assert agent._state_batch([(e.domain, "", [], [], o.state) for e, o in zip(episodes, observations)]).tolist() == [
+        [0, 1, 2, 3, 4, 0, 0, 0], [0, 0, 0, 0, 0, 0, 1, 2], [0] * 8]
+    assert len(agent.act_batch(episodes, observations)) == 3
+    wrong = Observation({"main": image}, "go", "discrete", 0, state=np.arange(5.0))
+    with pytest.raises(AgentError, match="'discrete' takes a state of 3 numbers"):
+        agent.act_batch([agent.start("go", "discrete")], [wrong])

@@ -57,19 +57,26 @@ class AgentSettings:
     history: int | dict[str, int] = 0  # one length, or one per domain
     image_size: int | dict[str, int] | None = None  # one size, or one per domain
     system_prompts: dict[str, str] = field(default_factory=dict)
-    state_domains: list[str] = field(default_factory=list)  # domains whose prompt carries the state input
+    state_widths: dict[str, int] = field(default_factory=dict)  # domains whose prompt carries the state input
     regression_heads: list[str] = field(default_factory=list)  # domains a regression head acts for
+
+    @property
+    def state_domains(self) -> list[str]:
+        return list(self.state_widths)
 
     def to_json(self) -> dict[str, Any]:
         return {"domains": self.domains, "history": self.history, "image_size": self.image_size,
-                "system_prompts": self.system_prompts, "state_domains": self.state_domains,
+                "system_prompts": self.system_prompts, "state_widths": self.state_widths,
                 "regression_heads": self.regression_heads}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AgentSettings:
         history = data.get("history", 0)
-        return cls(list(data["domains"]), history if isinstance(history, dict) else int(history), data.get("image_size"),
-                   dict(data.get("system_prompts", {})), list(data.get("state_domains", [])),
+        widths = data.get("state_widths")
+        if widths is None:  # written before states had a width per domain: one domain, width from the model
+            widths = {d: 0 for d in data.get("state_domains", [])}
+        return cls(list(data["domains"]), history if isinstance(history, dict) else int(history),
+                   data.get("image_size"), dict(data.get("system_prompts", {})), dict(widths),
                    list(data.get("regression_heads", [])))
 
     def save(self, directory: str | Path) -> None:
@@ -301,20 +308,28 @@ class Agent:
         return [row[prompt_length:].tolist() for row in out]
 
     def _state_batch(self, requests: Sequence[tuple]) -> torch.Tensor | None:
-        """``(B, S)`` states for a model with a state input (zeros for rows of other domains)."""
-        if not self.settings.state_domains:
+        """``(B, S)`` state inputs: each row's state in its domain's place (``StateLayout``), zeros elsewhere."""
+        from ..models.chat import StateLayout
+
+        widths = self.settings.state_widths
+        if not widths:
             return None
-        rows: list[Any] = []
+        if 0 in widths.values():  # an agent.json from before widths per domain
+            if len(widths) > 1:
+                raise AgentError(f"state domains {list(widths)} without their widths; re-train the model")
+            widths = {d: int(self.model.omniactor_adapters["state"].state_dim) for d in widths}
+        layout = StateLayout(widths)
+        rows: list[list[float]] = []
         for request in requests:
-            takes_state = request[0] in self.settings.state_domains
-            state = request[4] if len(request) > 4 and takes_state else None
-            if takes_state and state is None:
-                raise AgentError(f"domain {request[0]!r} takes a state input; the observation has no state")
-            rows.append(state)
-        width = next((len(s) for s in rows if s is not None), 0)
-        if not width:
-            return None
-        return torch.tensor([list(s) if s is not None else [0.0] * width for s in rows], dtype=torch.float32)
+            domain = request[0]
+            state = request[4] if len(request) > 4 and domain in layout else None
+            if domain in layout and state is None:
+                raise AgentError(f"domain {domain!r} takes a state input; the observation has no state")
+            try:
+                rows.append(layout.place(domain, state) if domain in layout else [0.0] * layout.width)
+            except ValueError as err:
+                raise AgentError(str(err)) from None
+        return torch.tensor(rows, dtype=torch.float32)
 
     def _decode(self, domain: str, ids: list[int]) -> Decoded:
         if self.end_id in ids:

@@ -48,10 +48,15 @@ class DemoPlan:
 
 
 def _train_settings(max_steps: int, batch_size: int, save_every: int) -> dict[str, Any]:
-    """The OmniActor model of the demo: tiny preset, K=2 of 8 layers shared, one action
-    tokenizer per domain chosen for a model trained from scratch (../shared/DESIGN.md §3):
-    GUI points as grid cells (a pointer, not digits), Meta-World motions as 64 bins with the
-    39-D state as input (the goal is a few pixels at this image size), BabyAI actions as phrases."""
+    """The OmniActor model of the demo: tiny preset, K=2 of 8 layers shared, and per domain the
+    output a model trained from scratch can learn in minutes (docs/demo.md has the runs behind
+    each choice):
+
+    - GUI: points as cells of a 16 x 16 grid scored by an image pointer over the screenshot's
+      patches (224 px: one 14 px patch per cell), text to type copied from the task;
+    - Meta-World: motions from a regression head that reads the standardised 39-D state beside
+      the model's final state, no previous motions in the prompt (they are copied, not acted on);
+    - BabyAI: actions as phrases."""
     return {
         "model": "tiny",
         "variant": "omniactor",
@@ -60,10 +65,14 @@ def _train_settings(max_steps: int, batch_size: int, save_every: int) -> dict[st
         "action_tokenizers": {"gui": {"name": "gui_location", "args": {"grid": 16}},
                               "embodied": {"name": "uniform", "args": {"num_bins": 64}},
                               "discrete": {"name": "discrete_semlang", "args": {}}},
+        "image_pointer": "gui",
+        "prompt_copy": True,
         "state_domains": ["embodied"],
-        "history": 2,  # enough to know where a multi-step page task is; keeps prompts short
+        "regression_heads": ["embodied"],
+        "head_learning_rate": 3e-3,
+        "history": {"gui": 2, "embodied": 0, "discrete": 0},
         "system_prompt": "none",
-        "image_size": 112,
+        "image_size": {"gui": 224, "embodied": 112, "discrete": 112},
         "max_steps": max_steps,
         "batch_size": batch_size,
         "learning_rate": 1e-3,

@@ -43,7 +43,11 @@ def recipe_settings(plan: DemoPlan, recipe: str, seed: int) -> dict[str, Any]:
     settings = dict(RECIPES[recipe])
     domains = settings.get("domains", plan.train["domains"])
     settings["domains"] = domains
-    settings["state_domains"] = [d for d in plan.train.get("state_domains", []) if d in domains]
+    # the per-domain parts of the plan's model, for the domains this recipe has
+    for key in ("state_domains", "regression_heads"):
+        settings[key] = [d for d in plan.train.get(key, []) if d in domains]
+    if plan.train.get("image_pointer") not in domains:
+        settings["image_pointer"] = None
     settings["seed"] = seed
     settings["max_steps"] = plan.study_steps
     return settings

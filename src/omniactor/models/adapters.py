@@ -126,6 +126,8 @@ class AdapterConfig:
     """layers of each regression head's MLP"""
     pointer: dict[str, Any] | None = None
     """an image pointer scoring a GUI domain's ``<loc_i>`` tokens (``models.pointer.PointerConfig``)"""
+    copy: dict[str, Any] | None = None
+    """copying from the prompt (``models.copy.CopyConfig``)"""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -181,6 +183,11 @@ def attach_adapters(model: nn.Module, config: AdapterConfig) -> nn.Module:
 
         adapters["pointer"] = ImagePointer(hidden, vision_feature_size(model), PointerConfig(**config.pointer))
         attach_pointer(model, adapters["pointer"])
+    if config.copy:  # after the pointer: the copy mixes the final logits
+        from .copy import CopyConfig, PromptCopy, attach_copy
+
+        adapters["copy"] = PromptCopy(hidden, CopyConfig(**config.copy))
+        attach_copy(model, adapters["copy"])
     model.omniactor_adapters = adapters
     setattr(model.config, ADAPTERS_KEY, config.to_json())
     return model

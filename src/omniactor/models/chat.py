@@ -22,16 +22,49 @@ def with_state_marker(text: str) -> str:
     return f"{head}\nState: {STATE_TOKEN}\n{question}" if head else f"State: {STATE_TOKEN}\n{question}"
 
 
+class StateLayout:
+    """Where each domain's state sits in the one state input: the domains' vectors side by side
+    (``{"embodied": 39, "discrete": 148}`` -> embodied in 0..38, discrete in 39..186), zeros in
+    the other domains' places. One projection serves state vectors of different widths."""
+
+    def __init__(self, widths: dict[str, int] | None = None):
+        self.widths = dict(widths or {})
+        self.offsets: dict[str, int] = {}
+        offset = 0
+        for domain, width in self.widths.items():
+            self.offsets[domain] = offset
+            offset += int(width)
+        self.width = offset
+
+    def __contains__(self, domain: str) -> bool:
+        return domain in self.widths
+
+    def span(self, domain: str) -> tuple[int, int]:
+        return self.offsets[domain], self.offsets[domain] + self.widths[domain]
+
+    def place(self, domain: str, state: Sequence[float] | None) -> list[float]:
+        """The full-width input for one sample of ``domain`` (all zeros for ``None``)."""
+        values = [0.0] * self.width
+        if state is not None:
+            if len(state) != self.widths[domain]:
+                raise ValueError(f"domain {domain!r} takes a state of {self.widths[domain]} numbers; "
+                                 f"got {len(state)}")
+            start, end = self.span(domain)
+            values[start:end] = [float(v) for v in state]
+        return values
+
+
 def add_adapters(model: Any, tokenizer: Any, state_dim: int = 0, mean: Any = None, std: Any = None,
                  regression_dims: dict[str, int] | None = None, regression_state: bool = False,
-                 pointer: dict[str, Any] | None = None) -> int | None:
+                 pointer: dict[str, Any] | None = None, copy: bool = False) -> int | None:
     """Give ``model`` its action adapters (``models.adapters``) in one call:
 
     - with ``state_dim``: a state input, the ``<state>`` token in ``tokenizer`` and a projection of
       ``state_dim`` numbers onto its embedding, standardised with the data's ``mean`` / ``std``;
     - with ``regression_dims`` (``{domain: D}``): a regression head per domain, reading the
       standardised state beside the final hidden state when ``regression_state``;
-    - with ``pointer`` (``models.pointer.PointerConfig`` fields): the image pointer.
+    - with ``pointer`` (``models.pointer.PointerConfig`` fields): the image pointer;
+    - with ``copy``: copying from the prompt (``models.copy``).
 
     Returns the ``<state>`` token's id (``None`` without a state input)."""
     from tokenizers import AddedToken
@@ -48,10 +81,22 @@ def add_adapters(model: Any, tokenizer: Any, state_dim: int = 0, mean: Any = Non
     attach_adapters(model, AdapterConfig(regression_dims=dict(regression_dims) if regression_dims else None,
                                          state_dim=int(state_dim), state_token_id=token_id,
                                          regression_state=bool(regression_state and state_dim),
-                                         pointer=pointer))
+                                         pointer=pointer, copy=copy_settings(model, tokenizer) if copy else None))
     if state_dim and mean is not None and std is not None:
         model.omniactor_adapters["state"].set_statistics(mean, std)
     return token_id
+
+
+def copy_settings(model: Any, tokenizer: Any) -> dict[str, Any]:
+    """What ``models.copy`` needs: the turn-opening token and the tokens never copied."""
+    start = tokenizer.convert_tokens_to_ids("<|im_start|>")
+    if start is None or start == tokenizer.unk_token_id:
+        raise ValueError("copying from the prompt needs a chat template with <|im_start|> turns (Qwen families)")
+    excluded = set(tokenizer.all_special_ids) | set(tokenizer.get_added_vocab().values())
+    for key in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id"):
+        if getattr(model.config, key, None) is not None:
+            excluded.add(int(getattr(model.config, key)))
+    return {"turn_start_id": int(start), "excluded_ids": sorted(int(i) for i in excluded)}
 
 
 def end_of_turn_id(tokenizer: Any) -> int:

@@ -94,6 +94,9 @@ class TrainConfig:
     image_pointer: str | None = None
     """a GUI domain (gui_location tokenizer) whose <loc_i> tokens are scored by an image pointer tied to the
     image's patches (models.pointer; Qwen2-VL) instead of free output rows; None for none"""
+    prompt_copy: bool = False
+    """let the model copy tokens from the prompt (a pointer-generator, models.copy): text the task gives,
+    such as a name to type, is pointed at instead of memorised"""
     skip_invalid: bool = False
     """skip records that fail validation (counted and reported) instead of refusing to start"""
     cache_dir: str | None = None

@@ -34,7 +34,7 @@ from ..actions.tokenizers.base import ActionTokenizer, CodeTokenizer
 from ..data import DatasetReader, validate_dataset
 from ..data.prompts import human_turn
 from ..data.sample import IMAGE_MARKER
-from ..models.chat import chat_inputs, end_of_turn_id, per_domain, with_state_marker
+from ..models.chat import StateLayout, chat_inputs, end_of_turn_id, per_domain, with_state_marker
 from .config import SourceConfig
 
 CHUNK = 256
@@ -126,10 +126,11 @@ class SampleEncoder:
 
     def __init__(self, processor: Any, action_tokenizers: dict[str, ActionTokenizer], history: int | dict[str, int],
                  image_size: int | dict[str, int] | None, system_prompt: str = "sample",
-                 state_domains: Sequence[str] = (),
-                 regression_heads: Sequence[str] = ()):
+                 state_widths: dict[str, int] | None = None, regression_heads: Sequence[str] = ()):
+        """``state_widths``: the width of each domain's ``meta.state`` that enters the prompt
+        (``models.chat.StateLayout``)."""
         self.processor = processor
-        self.state_domains = set(state_domains)
+        self.state_layout = StateLayout(state_widths)
         self.regression_heads = set(regression_heads)
         self.system_prompt = system_prompt
         self.tokenizer = getattr(processor, "tokenizer", processor)
@@ -169,7 +170,7 @@ class SampleEncoder:
             raise DataError(f"episode {sample.episode} step {sample.step}: {n_images} <image> marker(s) but "
                             f"{len(images)} image(s)")
         state = None
-        if sample.domain in self.state_domains:
+        if sample.domain in self.state_layout:
             state = sample.meta.get("state")
             if not state:
                 raise DataError(f"episode {sample.episode} step {sample.step}: domain {sample.domain!r} takes a state "
@@ -190,7 +191,11 @@ class SampleEncoder:
             else:
                 out[key] = value
         if state is not None:
-            out["state"] = torch.tensor([state], dtype=torch.float32)
+            try:
+                placed = self.state_layout.place(sample.domain, state)
+            except ValueError as err:
+                raise DataError(f"episode {sample.episode} step {sample.step}: {err}") from None
+            out["state"] = torch.tensor([placed], dtype=torch.float32)
         if sample.domain in self.regression_heads:
             out[ACTION_TARGET] = torch.tensor([self.normalised_action(sample)], dtype=torch.float32)
         return out

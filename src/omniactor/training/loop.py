@@ -161,32 +161,42 @@ def check_regression_heads(config: TrainConfig, action_tokenizers: dict[str, Any
     return dims
 
 
-def state_statistics(items: list, state_domains: list[str]) -> tuple[int, Any, Any]:
-    """``(width, mean, std)`` of ``meta.state`` over the records of ``state_domains`` (one width for all)."""
+def state_statistics(items: list, state_domains: list[str]) -> tuple[dict[str, int], Any, Any]:
+    """``(widths, mean, std)``: the width of each state domain's ``meta.state`` (one per domain) and
+    the per-dimension mean / std of the state input, each domain's slice over its own records
+    (``models.chat.StateLayout``: the domains' states side by side)."""
     import numpy as np
 
     from ..data import DatasetReader
+    from ..models.chat import StateLayout
 
-    widths: dict[int, str] = {}
-    total = squares = None
-    count = 0
+    sums: dict[str, list[Any]] = {}  # domain -> [total, squares, count]
+    first: dict[str, tuple[int, str]] = {}
     for root in sorted({item.root for item in items if item.domain in state_domains}):
         for record in DatasetReader(root, errors="warn").records():
-            state = record.sample.meta.get("state")
-            if record.sample.domain not in state_domains or not state:
+            domain, state = record.sample.domain, record.sample.meta.get("state")
+            if domain not in state_domains or not state:
                 continue
-            widths.setdefault(len(state), f"{root}/{record.file}:{record.line}")
-            if len(widths) > 1:
-                raise DataError(f"meta.state has different lengths: {widths}; one state input takes one width")
+            where = f"{root}/{record.file}:{record.line}"
+            width, seen_at = first.setdefault(domain, (len(state), where))
+            if len(state) != width:
+                raise DataError(f"{where}: meta.state has {len(state)} numbers, but {seen_at} of the same domain "
+                                f"{domain!r} has {width}; one domain's states must have one width")
             values = np.asarray(state, dtype=np.float64)
-            total = values if total is None else total + values
-            squares = values**2 if squares is None else squares + values**2
-            count += 1
-    if not count:
-        raise DataError(f"state_domains={state_domains} but no record of those domains has meta.state")
-    mean = total / count
-    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
-    return next(iter(widths)), mean, std
+            acc = sums.setdefault(domain, [np.zeros(width), np.zeros(width), 0])
+            acc[0] += values
+            acc[1] += values**2
+            acc[2] += 1
+    missing = [d for d in state_domains if d not in sums]
+    if missing:
+        raise DataError(f"state_domains={state_domains} but no record of {missing} has meta.state")
+    layout = StateLayout({d: first[d][0] for d in state_domains})
+    mean, std = np.zeros(layout.width), np.ones(layout.width)
+    for domain, (total, squares, count) in sums.items():
+        part = slice(*layout.span(domain))
+        mean[part] = total / count
+        std[part] = np.sqrt(np.maximum(squares / count - mean[part] ** 2, 0.0))
+    return layout.widths, mean, std
 
 
 def apply_lora(model: Any, settings: dict[str, Any], new_token_ids: list[int]) -> Any:
@@ -286,13 +296,18 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     before_vocab = model.get_input_embeddings().weight.shape[0]
     action_tokenizers = fit_action_tokenizers(config, items, model, processor)
     regression_dims = check_regression_heads(config, action_tokenizers)
+    state_widths: dict[str, int] = {}
     pointer = pointer_settings(config, action_tokenizers, processor.tokenizer)
-    if config.state_domains or regression_dims or pointer:
-        from ..models.chat import add_adapters
+    if config.state_domains or regression_dims or pointer or config.prompt_copy:
+        from ..models.chat import StateLayout, add_adapters
 
-        state = state_statistics(items, config.state_domains) if config.state_domains else (0, None, None)
+        if config.state_domains:
+            state_widths, mean, std = state_statistics(items, config.state_domains)
+            state = (StateLayout(state_widths).width, mean, std)
+        else:
+            state = (0, None, None)
         add_adapters(model, processor.tokenizer, *state, regression_dims=regression_dims,
-                     regression_state=bool(config.state_domains), pointer=pointer)
+                     regression_state=bool(config.state_domains), pointer=pointer, copy=config.prompt_copy)
     new_ids = list(range(before_vocab, model.get_input_embeddings().weight.shape[0]))
     convert(model, HeterogeneityConfig(config.variant, shared_layers=shared, domains=tuple(config.domains)))
     if config.gradient_checkpointing:
@@ -303,11 +318,11 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
 
     # 2. data ---------------------------------------------------------------------------
     encoder = SampleEncoder(processor, action_tokenizers, config.history, config.image_size, config.system_prompt,
-                            config.state_domains, config.regression_heads)
+                            state_widths, config.regression_heads)
     cache_root = Path(config.cache_dir) if config.cache_dir else output_dir.parent / ".omniactor-cache"
     key = fingerprint([[folder_state(s.path) for s in config.data], processor_state(processor),
                        {d: t.config() for d, t in action_tokenizers.items()}, config.history, config.image_size,
-                       config.system_prompt, config.domains, [s.path for s in config.data], config.state_domains,
+                       config.system_prompt, config.domains, [s.path for s in config.data], state_widths,
                        config.regression_heads])
     cache_dir = cache_root / key
     with accelerator.main_process_first():
@@ -429,7 +444,7 @@ def evaluate_loss(config: TrainConfig, model: Any, processor: Any, encoder: Samp
     items, _ = collect_items(config.eval_data, config.domains, config.skip_invalid)
     key = fingerprint([[folder_state(s.path) for s in config.eval_data], processor_state(processor),
                        {d: t.config() for d, t in encoder.action_tokenizers.items()}, config.history,
-                       config.image_size, config.system_prompt, "eval", config.state_domains,
+                       config.image_size, config.system_prompt, "eval", encoder.state_layout.widths,
                        config.regression_heads])
     cache_dir = cache_root / key
     if not (cache_dir / "index.json").exists():
@@ -485,7 +500,7 @@ def agent_settings(config: TrainConfig, items: list, encoder: SampleEncoder) -> 
             if len(prompts) == len(config.domains):
                 break
     return AgentSettings(list(config.domains), config.history, config.image_size, prompts,
-                         list(config.state_domains), list(config.regression_heads))
+                         dict(encoder.state_layout.widths), list(config.regression_heads))
 
 
 def save_final(model: Any, processor: Any, action_tokenizers: dict[str, Any], directory: Path,

@@ -1,0 +1,82 @@
+"""Copying from the prompt: a proper distribution, only prompt text as sources, and it learns to copy."""
+
+import numpy as np
+import pytest
+import torch
+
+from omniactor.models.chat import add_adapters, chat_inputs
+from omniactor.models.presets import build_model
+
+
+@pytest.fixture(scope="module")
+def copying():
+    model, processor = build_model("tiny", seed=0)
+    add_adapters(model, processor.tokenizer, copy=True)
+    return model, processor
+
+
+def _inputs(processor, texts):
+    image = np.zeros((56, 56, 3), dtype=np.uint8)
+    return chat_inputs(processor, [("", text, [image]) for text in texts], 56)
+
+
+def test_logits_are_the_log_probabilities_of_the_mixture(copying):
+    model, processor = copying
+    with torch.no_grad():
+        logits = model(**_inputs(processor, ['Enter "Cierra" now', "go"])).logits
+    assert torch.allclose(torch.logsumexp(logits[:, -1].float(), dim=-1), torch.zeros(2), atol=1e-4)
+
+
+def test_sources_are_the_human_turns_text_only(copying):
+    model, processor = copying
+    inputs = _inputs(processor, ['Enter "Cierra" now'])
+    tokenizer = processor.tokenizer
+    mask = model.omniactor_adapters["copy"].sources(inputs["input_ids"])[0]
+    copied = tokenizer.decode(inputs["input_ids"][0][mask])
+    assert "Cierra" in copied
+    kept = set(inputs["input_ids"][0][mask].tolist())
+    assert model.config.image_token_id not in kept
+    assert tokenizer.convert_tokens_to_ids("<|im_start|>") not in kept
+    assert "assistant" not in copied  # the answer's own turn is not a source
+
+
+def test_a_model_learns_to_type_the_name_it_is_given(copying):
+    """Random names, 120 steps: with the copy the unseen names come out right."""
+    model, processor = build_model("tiny", seed=1)
+    add_adapters(model, processor.tokenizer, copy=True)
+    tokenizer = processor.tokenizer
+    rng = np.random.default_rng(0)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+
+    def batch(n):
+        names = ["".join(rng.choice(list(letters), 4)).capitalize() for _ in range(n)]
+        inputs = _inputs(processor, [f'Enter "{name}" please' for name in names])
+        answers = tokenizer([f'{name}<|im_end|>' for name in names], add_special_tokens=False, padding=True,
+                            return_tensors="pt")["input_ids"]
+        ids = torch.cat([inputs["input_ids"], answers], dim=1)
+        labels = torch.cat([torch.full_like(inputs["input_ids"], -100), answers], dim=1)
+        labels[labels == tokenizer.pad_token_id] = -100
+        mask = torch.cat([inputs["attention_mask"], (answers != tokenizer.pad_token_id).long()], dim=1)
+        return {**inputs, "input_ids": ids, "attention_mask": mask,
+                "mm_token_type_ids": torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(answers)], 1)}, \
+            labels, names
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(120):
+        inputs, labels, _ = batch(16)
+        logits = model(**inputs).logits[:, :-1]
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+                                                 labels[:, 1:].reshape(-1), ignore_index=-100)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    names = ["Qwer", "Zxcv", "Plmo", "Vbnh"]
+    inputs = _inputs(processor, [f'Enter "{name}" please' for name in names])
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=8, do_sample=False,
+                             eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+                             pad_token_id=tokenizer.pad_token_id)
+    written = [tokenizer.decode(row[inputs["input_ids"].shape[1]:], skip_special_tokens=True) for row in out]
+    assert sum(w.strip() == n for w, n in zip(written, names)) >= 3, written
