@@ -118,9 +118,7 @@ class Agent:
         self.action_tokenizers = action_tokenizers
         self.settings = settings
         self.constrained = constrained
-        self.do_sample, self.temperature, self.top_k = do_sample, float(temperature), int(top_k)
-        self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        self.seed = seed
+        self.set_decoding(do_sample, temperature, top_k, seed)
         self.max_text_chars = max_text_chars  # typed text / app names (default: grammar.MAX_TEXT_CHARS)
         self.head_domains = set(settings.regression_heads) if use_heads else set()
         self.end_id = end_of_turn_id(self.tokenizer)
@@ -130,6 +128,15 @@ class Agent:
         self._grammars: dict[str, CodeGrammar | TextGrammar] = {}
         self.stats: Counter[str] = Counter()
         self.episode: Episode | None = None
+
+    def set_decoding(self, do_sample: bool = False, temperature: float = 1.0, top_k: int = 50,
+                     seed: int | None = None) -> None:
+        """Greedy (the default) or sampled decoding from here on; ``seed`` makes sampling repeatable.
+        Sampling lets a memoryless policy leave the loops greedy decoding can fall into (docs/demo.md:
+        BabyAI at 30% greedy, 60% sampled)."""
+        self.do_sample, self.temperature, self.top_k = bool(do_sample), float(temperature), int(top_k)
+        self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.seed = seed
 
     # -- loading -------------------------------------------------------------------------
     @classmethod

@@ -124,7 +124,8 @@ def evaluate_agent(plan: DemoPlan, checkpoint: Path, out: Path, episodes_of: str
         episodes = getattr(env, episodes_of)
         config = EvalConfig(env=env.env, tasks=list(env.tasks), episodes=episodes, out=str(out / env.env),
                             checkpoint=str(checkpoint), workers=plan.eval_workers, env_config=env.eval_config,
-                            domain=env.domain, save_episodes=save_episodes, progress=progress)
+                            domain=env.domain, save_episodes=save_episodes, agent_options=dict(env.decoding),
+                            progress=progress)
         results[env.env] = evaluate(config, agent=agent)
     return results
 

@@ -27,6 +27,7 @@ class EnvPlan:
     weight: float = 1.0  # resampling weight of its data in training
     collect_config: dict[str, Any] = field(default_factory=dict)  # adapter settings for collection
     eval_config: dict[str, Any] = field(default_factory=dict)  # adapter settings for evaluation
+    decoding: dict[str, Any] = field(default_factory=dict)  # Agent.set_decoding options (default greedy)
 
     @property
     def domain(self) -> str:
@@ -67,7 +68,7 @@ def _train_settings(max_steps: int, batch_size: int, save_every: int) -> dict[st
                               "discrete": {"name": "discrete_semlang", "args": {}}},
         "image_pointer": "gui",
         "prompt_copy": True,
-        "state_domains": ["embodied"],
+        "state_domains": ["embodied", "discrete"],
         "regression_heads": ["embodied"],
         "head_learning_rate": 3e-3,
         "history": {"gui": 2, "embodied": 0, "discrete": 0},
@@ -83,6 +84,10 @@ def _train_settings(max_steps: int, batch_size: int, save_every: int) -> dict[st
     }
 
 
+#: BabyAI's policy sees one frame: greedy decoding falls into loops where the object is out of
+#: sight (timeouts); sampling the policy leaves them (docs/demo.md: 30% greedy, 60% sampled)
+SAMPLED = {"do_sample": True, "temperature": 1.0, "seed": 0}
+
 FULL = DemoPlan(
     name="full",
     envs=(
@@ -92,9 +97,9 @@ FULL = DemoPlan(
                 baseline_episodes=4, study_episodes=4, weight=1.0, collect_config={"image_size": 112},
                 eval_config={"image_size": 112, "max_steps": 120}),  # the expert needs 46-65 steps
         EnvPlan("babyai", ("GoToRedBall", "GoToLocal"), demos=500, eval_episodes=20, baseline_episodes=10,
-                study_episodes=10, weight=1.0),
+                study_episodes=10, weight=1.0, decoding=SAMPLED),
     ),
-    train=_train_settings(max_steps=1400, batch_size=16, save_every=200),
+    train=_train_settings(max_steps=1800, batch_size=16, save_every=200),
     study_steps=250,
 )
 
@@ -106,7 +111,7 @@ QUICK = DemoPlan(
         EnvPlan("metaworld", ("reach-v3",), demos=2, eval_episodes=2, baseline_episodes=1,
                 study_episodes=1, collect_config={"image_size": 112}, eval_config={"image_size": 112, "max_steps": 8}),
         EnvPlan("babyai", ("GoToRedBall",), demos=6, eval_episodes=2, baseline_episodes=1,
-                study_episodes=1, eval_config={"max_steps": 8}),
+                study_episodes=1, eval_config={"max_steps": 8}, decoding=SAMPLED),
     ),
     train=_train_settings(max_steps=12, batch_size=8, save_every=6),
     study_steps=4,

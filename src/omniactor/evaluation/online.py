@@ -37,6 +37,8 @@ import numpy as np
 
 EPISODES_FILE = "episodes.jsonl"
 CONFIG_FILE = "eval_config.json"
+#: the agent options that choose how answers are decoded (``Agent.set_decoding``)
+DECODING_OPTIONS = ("do_sample", "temperature", "top_k", "seed")
 
 
 class EvalError(RuntimeError):
@@ -303,6 +305,8 @@ def evaluate(config: EvalConfig, agent: Any = None) -> dict[str, Any]:
         from ..agent import Agent
 
         agent = Agent.from_pretrained(config.checkpoint, **config.agent_options)
+    elif agent is not None:  # an agent serving several evaluations decodes as this one says
+        agent.set_decoding(**{k: v for k, v in config.agent_options.items() if k in DECODING_OPTIONS})
     if agent is not None and domain not in agent.settings.domains:
         raise EvalError(f"the model has no domain {domain!r} (its domains: {agent.settings.domains}); "
                         "pass --domain to say which of its domains acts in this environment")
@@ -369,6 +373,7 @@ def finish(config: EvalConfig, out: Path, restarts: int, seconds: float, agent: 
     if agent is not None:  # this run's answers (an agent may serve several evaluations)
         before = stats_before or {}
         results["decoding"] = {"constrained": agent.constrained, "do_sample": agent.do_sample,
+                               **({"temperature": agent.temperature, "seed": agent.seed} if agent.do_sample else {}),
                                "invalid_answers": int(agent.stats.get("invalid", 0) - before.get("invalid", 0)),
                                "answers": int(agent.stats.get("actions", 0) - before.get("actions", 0))}
     title = f"{config.env}: {config.policy}" + (f" ({Path(config.checkpoint).name})" if config.checkpoint else "")

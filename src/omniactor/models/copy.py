@@ -50,6 +50,10 @@ class PromptCopy(nn.Module):
         self.config = config
         self.query = nn.Linear(hidden_size, config.dim)
         self.key = nn.Linear(hidden_size, config.dim)
+        # "copy the token after the one just written": the query also sees the token it stands on,
+        # each source key the token before it (an induction head, given rather than learned)
+        self.query_token = nn.Linear(hidden_size, config.dim, bias=False)
+        self.key_previous = nn.Linear(hidden_size, config.dim, bias=False)
         self.gate = nn.Linear(hidden_size, 1)
         nn.init.constant_(self.gate.bias, 2.0)  # start mostly generating
         self.register_buffer("excluded", torch.tensor(sorted(set(config.excluded_ids)), dtype=torch.long),
@@ -63,12 +67,17 @@ class PromptCopy(nn.Module):
         allowed = ~torch.isin(input_ids, self.excluded.to(input_ids.device))
         return allowed & (positions[None] < last_start)
 
-    def mix(self, logits: torch.Tensor, hidden: torch.Tensor, keys: torch.Tensor, source_ids: torch.Tensor,
-            source_mask: torch.Tensor) -> torch.Tensor:
-        """``log P(w)`` ``(B, T, V)`` from the model's ``logits``, the queries' states ``hidden``
-        ``(B, T, H)`` and the prompt's keys ``(B, S, dim)`` / token ids / mask ``(B, S)``."""
+    def keys(self, hidden: torch.Tensor, previous_embeddings: torch.Tensor) -> torch.Tensor:
+        """``(B, S, dim)`` source keys from the final states and the embeddings of the tokens before."""
+        dtype = self.key.weight.dtype
+        return self.key(hidden.to(dtype)) + self.key_previous(previous_embeddings.to(dtype))
+
+    def mix(self, logits: torch.Tensor, hidden: torch.Tensor, token_embeddings: torch.Tensor, keys: torch.Tensor,
+            source_ids: torch.Tensor, source_mask: torch.Tensor) -> torch.Tensor:
+        """``log P(w)`` ``(B, T, V)`` from the model's ``logits``, the queries' states ``hidden`` and
+        input token embeddings ``(B, T, H)``, and the prompt's keys ``(B, S, dim)`` / token ids / mask ``(B, S)``."""
         dtype = self.query.weight.dtype
-        query = self.query(hidden.to(dtype))
+        query = self.query(hidden.to(dtype)) + self.query_token(token_embeddings.to(dtype))
         scores = torch.einsum("btd,bsd->bts", query, keys) / math.sqrt(self.config.dim)
         scores = scores.float().masked_fill(~source_mask[:, None, :], float("-inf"))
         has_source = source_mask.any(dim=1)[:, None, None]
@@ -84,8 +93,8 @@ class PromptCopy(nn.Module):
 
 
 class _CopyHooks:
-    def __init__(self, copy: PromptCopy):
-        self.copy = copy
+    def __init__(self, copy: PromptCopy, embeddings: nn.Module):
+        self.copy, self.embeddings = copy, embeddings
         self.input_ids: torch.Tensor | None = None
         self.hidden: torch.Tensor | None = None
         self.keys: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # kept for decoding steps
@@ -99,11 +108,16 @@ class _CopyHooks:
         ids = self.input_ids
         if ids is not None and bool((ids == self.copy.config.turn_start_id).any()):  # a prompt: new sources
             mask = self.copy.sources(ids)
-            self.keys = (self.copy.key(self.hidden.to(self.copy.key.weight.dtype)), ids, mask)
+            previous = torch.nn.functional.pad(ids[:, :-1], (1, 0), value=self.copy.config.turn_start_id)
+            self.keys = (self.copy.keys(self.hidden, self._embed(previous)), ids, mask)
+
+    def _embed(self, ids: torch.Tensor) -> torch.Tensor:
+        # the weights alone: the embedding's own hooks (the state input) are for the model's input
+        return torch.nn.functional.embedding(ids, self.embeddings.weight)
 
     def after_model(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
         logits = getattr(output, "logits", None)
-        if logits is None or self.hidden is None or self.keys is None:
+        if logits is None or self.hidden is None or self.keys is None or self.input_ids is None:
             return output
         keys, ids, mask = self.keys
         if keys.shape[0] != logits.shape[0]:
@@ -117,7 +131,8 @@ class _CopyHooks:
             positions = torch.arange(ids.shape[1], device=ids.device)
             starts = torch.where(ids == self.copy.config.turn_start_id, positions, -1).max(dim=1).values
             first = int(starts.clamp(min=0).min())
-        mixed = self.copy.mix(logits[:, first:], hidden[:, first:], keys, ids, mask)
+        tokens = self._embed(self.input_ids[:, -logits.shape[1]:][:, first:])
+        mixed = self.copy.mix(logits[:, first:], hidden[:, first:], tokens, keys, ids, mask)
         output.logits = torch.cat([logits[:, :first], mixed], dim=1) if first else mixed
         self.hidden = None
         return output
@@ -128,7 +143,7 @@ def attach_copy(model: nn.Module, copy: PromptCopy) -> None:
     language_model = next((m for n, m in model.named_modules() if n.endswith("language_model")), None)
     if language_model is None:
         raise ValueError("copying from the prompt needs the model's language_model module")
-    hooks = _CopyHooks(copy)
+    hooks = _CopyHooks(copy, model.get_input_embeddings())
     model.register_forward_pre_hook(hooks.before_model, with_kwargs=True)
     language_model.register_forward_hook(hooks.after_language_model, with_kwargs=True)
     model.register_forward_hook(hooks.after_model, with_kwargs=True)
