@@ -147,3 +147,11 @@ def test_states_of_different_widths_share_one_input_side_by_side(tmp_path):
     wrong = Observation({"main": image}, "go", "discrete", 0, state=np.arange(5.0))
     with pytest.raises(AgentError, match="'discrete' takes a state of 3 numbers"):
         agent.act_batch([agent.start("go", "discrete")], [wrong])
+
+
+def test_a_domain_without_records_whose_tokenizer_needs_them_is_named(tmp_path):
+    write_example_dataset(tmp_path / "data", episodes_per_domain=1, seed=0)
+    config = _config(tmp_path, 1, domains="[gui, embodied, discrete, web]", **{"action_tokenizers.web.name":
+                                                                                "discrete_semlang"})
+    with pytest.raises(DataError, match="domain 'web'.*no training record has this domain"):
+        train(config, progress=False)

@@ -93,13 +93,13 @@ FULL = DemoPlan(
     envs=(
         EnvPlan("miniwob", ("click-test", "focus-text", "click-button", "click-dialog", "enter-text"), demos=100,
                 eval_episodes=20, baseline_episodes=10, study_episodes=10, weight=5.0, eval_config={"max_steps": 10}),
-        EnvPlan("metaworld", ("reach-v3", "push-v3", "button-press-topdown-v3"), demos=40, eval_episodes=8,
-                baseline_episodes=4, study_episodes=4, weight=1.0, collect_config={"image_size": 112},
+        EnvPlan("metaworld", ("reach-v3", "push-v3", "button-press-topdown-v3"), demos=40, eval_episodes=10,
+                baseline_episodes=5, study_episodes=4, weight=1.5, collect_config={"image_size": 112},
                 eval_config={"image_size": 112, "max_steps": 120}),  # the expert needs 46-65 steps
         EnvPlan("babyai", ("GoToRedBall", "GoToLocal"), demos=500, eval_episodes=20, baseline_episodes=10,
                 study_episodes=10, weight=1.0, decoding=SAMPLED),
     ),
-    train=_train_settings(max_steps=1800, batch_size=16, save_every=200),
+    train=_train_settings(max_steps=2600, batch_size=16, save_every=200),
     study_steps=250,
 )
 

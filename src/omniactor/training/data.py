@@ -285,7 +285,7 @@ class PreprocessedCache(torch.utils.data.Dataset):
             self._handles[chunk] = safe_open(str(self.directory / f"chunk-{chunk:05d}.safetensors"), "pt")
         handle = self._handles[chunk]
         prefix = f"{index % CHUNK}."
-        return {k[len(prefix):]: handle.get_tensor(k) for k in handle.keys() if k.startswith(prefix)}
+        return {k[len(prefix):]: handle.get_tensor(k) for k in handle.keys() if k.startswith(prefix)}  # noqa: SIM118 (a safetensors handle has keys(), not __iter__)
 
     def __getstate__(self) -> dict[str, Any]:  # DataLoader workers reopen their own handles
         state = dict(self.__dict__)
@@ -313,7 +313,7 @@ class DomainBatchSampler:
         by_domain: dict[str, list[int]] = {}
         for index, (domain, source) in enumerate(zip(self.domains, self.sources)):
             weight = self.weights[source]
-            copies = int(math.floor(weight)) + int(rng.random() < weight - math.floor(weight))
+            copies = math.floor(weight) + int(rng.random() < weight - math.floor(weight))
             by_domain.setdefault(domain, []).extend([index] * copies)
         batches = []
         for domain in sorted(by_domain):

@@ -83,7 +83,12 @@ def fit_action_tokenizers(config: TrainConfig, items: list, model: Any, processo
         seen = actions.get(domain, [])
         if "names" not in args and seen and isinstance(seen[0], DiscreteAction):
             args["names"] = sorted({a.name for a in seen})
-        tokenizer = build_action_tokenizer(spec.name, **args)
+        try:
+            tokenizer = build_action_tokenizer(spec.name, **args)
+        except TypeError as err:  # e.g. discrete phrases without names, fitted from no records
+            raise DataError(f"domain {domain!r}: cannot build its {spec.name!r} action tokenizer ({err}); "
+                            + ("no training record has this domain: add its data or drop it from `domains`"
+                               if not seen else f"check action_tokenizers.{domain}.args")) from None
         if seen and isinstance(seen[0], ContinuousAction):
             tokenizer.fit(seen)
         add_action_vocabulary(model, processor.tokenizer, tokenizer)
