@@ -207,11 +207,6 @@ def model_adapters(model: nn.Module) -> nn.ModuleDict:
     return found
 
 
-def has_regression_head(model: nn.Module, domain: str) -> bool:
-    found = next((m.omniactor_adapters for m in model.modules() if hasattr(m, "omniactor_adapters")), None)
-    return found is not None and f"regression_{domain}" in found
-
-
 def predict_action(model: nn.Module, domain: str, final_states: torch.Tensor,
                    state: torch.Tensor | None = None) -> torch.Tensor:
     """``domain``'s regression head on ``final_states`` ``(B, H)`` (the last prompt token's final

@@ -106,8 +106,8 @@ class ImagePointer(nn.Module):
 class _PointerHooks:
     """What one forward call needs across the hooks: the inputs, the patch features, the keys."""
 
-    def __init__(self, model: nn.Module, pointer: ImagePointer, image_token_id: int, merge: int):
-        self.model, self.pointer = model, pointer
+    def __init__(self, pointer: ImagePointer, image_token_id: int, merge: int):
+        self.pointer = pointer
         self.image_token_id, self.merge = image_token_id, merge
         self.input_ids: torch.Tensor | None = None
         self.grid_thw: torch.Tensor | None = None
@@ -186,7 +186,7 @@ def attach_pointer(model: nn.Module, pointer: ImagePointer) -> None:
                            "(drop image_pointer from the training config)")
     visual, merger = _find(model, "visual"), _find(model, "visual.merger")
     language_model = _find(model, "language_model")
-    hooks = _PointerHooks(model, pointer, int(model.config.image_token_id), int(vision.spatial_merge_size))
+    hooks = _PointerHooks(pointer, int(model.config.image_token_id), int(vision.spatial_merge_size))
     model.register_forward_pre_hook(hooks.before_model, with_kwargs=True)
     visual.register_forward_pre_hook(hooks.before_vision, with_kwargs=True)
     merger.register_forward_pre_hook(hooks.before_merger)
