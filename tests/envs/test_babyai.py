@@ -42,6 +42,50 @@ def test_same_seed_same_episode(env):
     assert not np.array_equal(first.images["full"], other.images["full"])
 
 
+def test_one_hot_state_matches_the_codes():
+    require("babyai")
+    codes = make_env("babyai", "GoToLocal", tile_size=4)
+    onehot = make_env("babyai", "GoToLocal", tile_size=4, state_format="onehot")
+    for seed in (0, 5):
+        grid = codes.reset(seed).state[:-1].reshape(7, 7, 3).astype(int)
+        direction = int(codes.reset(seed).state[-1])
+        vector = onehot.reset(seed).state
+        assert vector.shape == (7 * 7 * 21 + 4,) and set(np.unique(vector)) == {0.0, 1.0}
+        cells = vector[:-4].reshape(49, 21)
+        # each cell: one object, one colour, one state; at the codes' positions
+        assert (cells.sum(axis=1) == 3).all()
+        flat = grid.reshape(49, 3)
+        assert (cells[:, :11].argmax(1) == flat[:, 0]).all()
+        assert (cells[:, 11:17].argmax(1) == flat[:, 1]).all()
+        assert (cells[:, 17:].argmax(1) == flat[:, 2]).all()
+        assert vector[-4:].argmax() == direction
+    assert onehot.config()["state_format"] == "onehot"
+
+
+def test_full_state_marks_the_agent():
+    require("babyai")
+    from minigrid.core.constants import OBJECT_TO_IDX
+
+    env = make_env("babyai", "GoToLocal", tile_size=4, state="full")
+    obs = env.reset(2)
+    grid = obs.state[:-1].reshape(8, 8, 3)
+    x, y = env.env.agent_pos
+    assert obs.state.shape == (8 * 8 * 3 + 1,)
+    assert grid[x, y, 0] == OBJECT_TO_IDX["agent"] and grid[x, y, 2] == env.env.agent_dir
+    assert (grid[:, :, 0] == OBJECT_TO_IDX["agent"]).sum() == 1
+    # the mission's object is somewhere in the room, seen or not
+    kind = obs.instruction.split()[-1]
+    assert (grid[:, :, 0] == OBJECT_TO_IDX[kind]).any()
+
+
+def test_bad_state_settings_are_refused():
+    require("babyai")
+    with pytest.raises(ValueError, match="state_format must be one of"):
+        make_env("babyai", "GoToLocal", state_format="bits")
+    with pytest.raises(ValueError, match="state must be one of"):
+        make_env("babyai", "GoToLocal", state="room")
+
+
 @pytest.mark.parametrize("task", ["GoToLocal", "PickupLoc", "PutNextLocal", "GoToObjMaze"])
 def test_bot_solves_levels(task, capsys):
     require("babyai")

@@ -1,4 +1,5 @@
-"""Training with a regression head, an image pointer and a size per domain, then acting with them."""
+"""Training with action heads (regression, classification), an image pointer and a size per domain,
+then acting with them."""
 
 import json
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from omniactor.actions import ContinuousAction, GuiAction
+from omniactor.actions import ContinuousAction, DiscreteAction, GuiAction
 from omniactor.agent import Agent
 from omniactor.data.example import write_example_dataset
 from omniactor.envs.base import Observation
@@ -21,7 +22,8 @@ def _config(root, steps, **extra):
                  "image_size": "{gui: 56, embodied: 28, discrete: 28}",
                  "action_tokenizers.gui.name": "gui_location", "action_tokenizers.gui.args": "{grid: 4}",
                  "action_tokenizers.embodied.args": "{num_bins: 16}",
-                 "regression_heads": "[embodied]", "image_pointer": "gui", **extra}
+                 "regression_heads": "[embodied]", "classification_heads": "[discrete]", "image_pointer": "gui",
+                 **extra}
     return load_config(None, [f"{k}={v}" for k, v in overrides.items()])
 
 
@@ -37,8 +39,10 @@ def test_the_head_is_trained_beside_the_tokens(run):
     records = [json.loads(line) for line in (run / "run" / "metrics.jsonl").read_text().splitlines()]
     mse = [r["loss/head_mse/embodied"] for r in records if "loss/head_mse/embodied" in r]
     assert mse and all(np.isfinite(mse))
+    ce = [r["loss/head_ce/discrete"] for r in records if "loss/head_ce/discrete" in r]
+    assert ce and all(np.isfinite(ce))
     settings = json.loads((run / "run" / "final" / "agent.json").read_text())
-    assert settings["regression_heads"] == ["embodied"]
+    assert settings["regression_heads"] == ["embodied"] and settings["classification_heads"] == ["discrete"]
     assert settings["image_size"] == {"gui": 56, "embodied": 28, "discrete": 28}
     untrained = run / "untrained"
     config = _config(run, 0)
@@ -46,9 +50,9 @@ def test_the_head_is_trained_beside_the_tokens(run):
     train(config, progress=False)
     before = Agent.from_pretrained(untrained / "final").model.omniactor_adapters
     after = Agent.from_pretrained(run / "run" / "final").model.omniactor_adapters
-    for name in ("regression_embodied", "pointer"):
+    for name in ("regression_embodied", "classification_discrete", "pointer"):
         changed = [not torch.equal(a, b) for a, b in zip(before[name].parameters(), after[name].parameters())]
-        assert all(changed), name  # every weight of the head and of the pointer moved
+        assert all(changed), name  # every weight of the heads and of the pointer moved
 
 
 def test_a_regression_head_with_the_state_skip_learns_a_state_to_motion_map():
@@ -69,6 +73,51 @@ def test_a_regression_head_with_the_state_skip_learns_a_state_to_motion_map():
         loss.backward()
         optimizer.step()
     assert float(loss.detach()) < 0.01
+
+
+def test_a_classification_head_with_the_state_skip_learns_a_state_to_action_map():
+    from omniactor.models.adapters import ClassificationHead, StateProjector, predict_action
+
+    torch.manual_seed(0)
+    model = torch.nn.Module()
+    model.omniactor_adapters = torch.nn.ModuleDict({"state": StateProjector(6, 8),
+                                                    "classification_grid": ClassificationHead(8, 3, state_dim=6)})
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(400):
+        state = torch.randn(64, 6)
+        target = state[:, :3].argmax(dim=1)  # the action is where the largest of three values sits
+        loss = ClassificationHead.loss(predict_action(model, "grid", torch.zeros(64, 8), state), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    state = torch.randn(256, 6)
+    accuracy = (predict_action(model, "grid", torch.zeros(256, 8), state).argmax(1) == state[:, :3].argmax(1))
+    assert float(accuracy.float().mean()) > 0.9
+
+
+def test_the_classification_head_picks_its_best_action_or_samples_it(run):
+    image = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    observation = Observation({"main": image}, "go to the goal", "discrete", 0)
+    agent = Agent.from_pretrained(run / "run" / "final")
+    head = agent.model.omniactor_adapters["classification_discrete"]
+    space = agent.action_tokenizers["discrete"].space
+    logits = torch.zeros(len(space.names))
+    logits[2] = 5.0
+    assert agent._choose(logits) == 2
+    with torch.no_grad():  # make the head prefer the last action whatever it reads
+        head.net[-1].weight.zero_()
+        head.net[-1].bias.copy_(torch.arange(len(space.names), dtype=torch.float32) * 10)
+    decided = agent.act_batch([agent.start("go to the goal", "discrete")], [observation], details=True)[0]
+    assert decided.action == DiscreteAction(space.names[-1]) and decided.valid
+    with torch.no_grad():  # a uniform head: sampling spreads, and a seed repeats it
+        head.net[-1].bias.zero_()
+    picks = []
+    for _ in range(2):
+        agent.set_decoding(do_sample=True, seed=3)
+        picks.append([agent.act_batch([agent.start("go", "discrete")], [observation])[0].name for _ in range(20)])
+    assert picks[0] == picks[1] and len(set(picks[0])) > 2
+    by_tokens = Agent.from_pretrained(run / "run" / "final", use_heads=False)
+    assert isinstance(by_tokens.act_batch([by_tokens.start("go", "discrete")], [observation])[0], DiscreteAction)
 
 
 def test_the_agent_acts_by_the_head_and_can_still_write_the_tokens(run):
@@ -98,7 +147,11 @@ def test_the_pointer_is_saved_and_reloaded_with_its_weights(run):
 def test_heads_and_pointer_on_the_wrong_domains_are_refused(tmp_path):
     write_example_dataset(tmp_path / "data", episodes_per_domain=1, seed=0)
     with pytest.raises(DataError, match="regression head needs continuous actions"):
-        train(_config(tmp_path, 1, regression_heads="[discrete]"), progress=False)
+        train(_config(tmp_path, 1, regression_heads="[discrete]", classification_heads="[]"), progress=False)
+    with pytest.raises(DataError, match="classification head needs a discrete action set"):
+        train(_config(tmp_path, 1, classification_heads="[embodied]", regression_heads="[]"), progress=False)
+    with pytest.raises(DataError, match="in both regression_heads and classification_heads"):
+        train(_config(tmp_path, 1, classification_heads="[embodied]"), progress=False)
     with pytest.raises(DataError, match="pointer scores <loc_i> cells"):
         train(_config(tmp_path, 1, image_pointer="embodied"), progress=False)
 

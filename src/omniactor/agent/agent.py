@@ -17,7 +17,9 @@ image(s), the task and the last ``history`` actions), as recorded in the checkpo
 every step can only write a valid action of the domain (``agent.constraints``), so the
 returned action parses and lies in range whatever the weights. A domain trained with a
 regression head (``regression_heads``) acts by that head by default: one forward pass over
-the prompt, the head's ``[-1, 1]`` output mapped back by the domain tokenizer's normaliser
+the prompt, the head's ``[-1, 1]`` output mapped back by the domain tokenizer's normaliser;
+one trained with a classification head (``classification_heads``) picks the action of the
+head's highest logit, or samples the head's distribution when the agent samples
 (``use_heads=False`` writes the answer tokens instead). Model output never ends
 an episode: an answer that still does not decode (possible only unconstrained) becomes
 the domain's no-op (``wait()``, a zero motion, the first discrete action) and is counted
@@ -59,6 +61,11 @@ class AgentSettings:
     system_prompts: dict[str, str] = field(default_factory=dict)
     state_widths: dict[str, int] = field(default_factory=dict)  # domains whose prompt carries the state input
     regression_heads: list[str] = field(default_factory=list)  # domains a regression head acts for
+    classification_heads: list[str] = field(default_factory=list)  # domains a classification head acts for
+
+    @property
+    def head_domains(self) -> list[str]:
+        return [*self.regression_heads, *self.classification_heads]
 
     @property
     def state_domains(self) -> list[str]:
@@ -67,7 +74,7 @@ class AgentSettings:
     def to_json(self) -> dict[str, Any]:
         return {"domains": self.domains, "history": self.history, "image_size": self.image_size,
                 "system_prompts": self.system_prompts, "state_widths": self.state_widths,
-                "regression_heads": self.regression_heads}
+                "regression_heads": self.regression_heads, "classification_heads": self.classification_heads}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AgentSettings:
@@ -77,7 +84,7 @@ class AgentSettings:
             widths = {d: 0 for d in data.get("state_domains", [])}
         return cls(list(data["domains"]), history if isinstance(history, dict) else int(history),
                    data.get("image_size"), dict(data.get("system_prompts", {})), dict(widths),
-                   list(data.get("regression_heads", [])))
+                   list(data.get("regression_heads", [])), list(data.get("classification_heads", [])))
 
     def save(self, directory: str | Path) -> None:
         (Path(directory) / AGENT_FILE).write_text(json.dumps(self.to_json(), indent=2))
@@ -120,7 +127,7 @@ class Agent:
         self.constrained = constrained
         self.set_decoding(do_sample, temperature, top_k, seed)
         self.max_text_chars = max_text_chars  # typed text / app names (default: grammar.MAX_TEXT_CHARS)
-        self.head_domains = set(settings.regression_heads) if use_heads else set()
+        self.head_domains = set(settings.head_domains) if use_heads else set()
         self.end_id = end_of_turn_id(self.tokenizer)
         # logits have a row per embedding row (the head may be per-domain, the embeddings are one)
         self.vocab_size = max(int(model.get_input_embeddings().weight.shape[0]), len(self.tokenizer))
@@ -219,7 +226,7 @@ class Agent:
 
     def decide(self, requests: Sequence[tuple]) -> list[Decoded]:
         """One answer per ``(domain, instruction, images, previous actions[, state])``: generated and
-        decoded, or from the domain's regression head."""
+        decoded, or from the domain's action head."""
         by_head = [i for i, r in enumerate(requests) if r[0] in self.head_domains]
         by_tokens = [i for i, r in enumerate(requests) if r[0] not in self.head_domains]
         answers: dict[int, Decoded] = {}
@@ -260,8 +267,7 @@ class Agent:
         return use_domains(self.model, list(domains)) if routed else nullcontext()
 
     def head_actions(self, requests: Sequence[tuple]) -> list[Decoded]:
-        """The regression heads' actions (one forward pass over the prompts, no generation)."""
-        from ..actions.tokenizers.continuous_common import from_unit
+        """The action heads' actions (one forward pass over the prompts, no generation)."""
         from ..models.adapters import predict_action
 
         inputs, state = self._inputs(requests)
@@ -272,14 +278,32 @@ class Agent:
         answers: list[Decoded] = []
         for row, domain in enumerate(domains):
             with torch.inference_mode():
-                unit = predict_action(self.model, domain, final[row:row + 1],
-                                      state[row:row + 1] if state is not None else None)
-            tokenizer = self.action_tokenizers[domain]
-            values = from_unit(unit[0].float().cpu().numpy(), tokenizer.normalizer)
-            action = ContinuousAction(tuple(float(v) for v in values), tuple(tokenizer.names))
+                output = predict_action(self.model, domain, final[row:row + 1],
+                                        state[row:row + 1] if state is not None else None)[0].float().cpu()
+            if domain in self.settings.classification_heads:
+                action: Action = self.action_tokenizers[domain].space.action(self._choose(output))
+            else:
+                action = self._motion(domain, output)
             self.stats["actions"] += 1
             answers.append(Decoded(action, format_action(action), True))
         return answers
+
+    def _motion(self, domain: str, unit: torch.Tensor) -> ContinuousAction:
+        """A regression head's ``[-1, 1]`` output as the domain's motion."""
+        from ..actions.tokenizers.continuous_common import from_unit
+
+        tokenizer = self.action_tokenizers[domain]
+        values = from_unit(unit.numpy(), tokenizer.normalizer)
+        return ContinuousAction(tuple(float(v) for v in values), tuple(tokenizer.names))
+
+    def _choose(self, logits: torch.Tensor) -> int:
+        """A classification head's choice: the highest logit, or a sample at the agent's temperature
+        among its ``top_k`` best."""
+        if not self.do_sample:
+            return int(logits.argmax())
+        best = logits.topk(min(self.top_k, logits.numel()))
+        weights = torch.softmax(best.values / max(self.temperature, 1e-6), dim=0)
+        return int(best.indices[torch.multinomial(weights, 1, generator=self.generator)])
 
     def generate(self, requests: Sequence[tuple],
                  constrained: bool | None = None, max_new_tokens: int | None = None,

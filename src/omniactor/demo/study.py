@@ -44,7 +44,7 @@ def recipe_settings(plan: DemoPlan, recipe: str, seed: int) -> dict[str, Any]:
     domains = settings.get("domains", plan.train["domains"])
     settings["domains"] = domains
     # the per-domain parts of the plan's model, for the domains this recipe has
-    for key in ("state_domains", "regression_heads"):
+    for key in ("state_domains", "regression_heads", "classification_heads"):
         settings[key] = [d for d in plan.train.get(key, []) if d in domains]
     if plan.train.get("image_pointer") not in domains:
         settings["image_pointer"] = None

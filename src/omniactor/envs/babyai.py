@@ -2,8 +2,15 @@
 
 Observations are RGB renders: the agent's egocentric 7x7 view (``agent``), the whole
 grid with the agent's field of view highlighted (``full``), or both, ``tile_size`` pixels
-per cell (optionally resized to ``image_size``). ``state`` is the symbolic 7x7x3 view
-(object, colour, state per cell) flattened, plus the agent's direction: ``(148,)``.
+per cell (optionally resized to ``image_size``). ``state`` is symbolic (object, colour,
+state per cell), flattened, plus the agent's direction: with ``state="agent"`` the egocentric
+7x7x3 view (``(148,)``); with ``state="full"`` the whole grid with the agent marked in its cell
+as ``minigrid``'s ``FullyObsWrapper`` does (``(W*H*3 + 1,)``: ``(193,)`` for the one-room
+levels). A policy that sees the whole room needs no memory; one that sees 7x7 cells ahead of
+it must remember where it has looked. ``state_format="onehot"`` writes each cell as one-hot
+object, colour and state (11 + 6 + 4 values) and the direction as one-hot 4: ``(1033,)`` for
+the agent's view. The codes are categories, and a network reads "a red ball in this cell"
+from one-hot inputs with one weight, where from codes it must carve it out of a number line.
 Actions are ``DiscreteAction`` over ``BABYAI_ACTIONS`` (left, right, forward, pickup,
 drop, toggle, done), in MiniGrid's own order. The expert is ``minigrid``'s ``BabyAIBot``.
 
@@ -24,6 +31,8 @@ from ..actions import BABYAI_ACTIONS, Action, DiscreteAction, DiscreteSpace
 from .base import Env, Observation, StepResult, parse_image_size, resize_image
 
 VIEWS = ("agent", "full")
+STATES = ("agent", "full")
+STATE_FORMATS = ("codes", "onehot")
 ACTION_SPACE = DiscreteSpace(BABYAI_ACTIONS)
 
 #: Levels the BabyAI bot cannot solve (minigrid's own documentation).
@@ -78,7 +87,8 @@ def quiet() -> Any:
 
 
 class BabyAIEnv(Env):
-    """One BabyAI level. ``views``: ``agent`` and/or ``full``; ``tile_size`` pixels per cell."""
+    """One BabyAI level. ``views``: ``agent`` and/or ``full``; ``tile_size`` pixels per cell;
+    ``state``: the symbolic view, ``agent`` (egocentric 7x7) or ``full`` (the whole grid)."""
 
     name = "babyai"
     domain = "discrete"
@@ -90,9 +100,15 @@ class BabyAIEnv(Env):
         tile_size: int = 16,
         image_size: int | str | tuple[int, int] | None = None,
         max_steps: int | None = None,
+        state: str = "agent",
+        state_format: str = "codes",
     ):
         import gymnasium
 
+        if state not in STATES:
+            raise ValueError(f"BabyAI state must be one of {STATES}, got {state!r}")
+        if state_format not in STATE_FORMATS:
+            raise ValueError(f"BabyAI state_format must be one of {STATE_FORMATS}, got {state_format!r}")
         with quiet():
             self.env = gymnasium.make(task).unwrapped
         # a level sets its own step limit on reset; ``max_steps`` overrides it
@@ -104,6 +120,8 @@ class BabyAIEnv(Env):
             raise ValueError(f"BabyAI views must be among {VIEWS}, got {self.views}")
         self.tile_size = int(tile_size)
         self.image_size = parse_image_size(image_size)
+        self.state = state
+        self.state_format = state_format
         self._symbolic: np.ndarray | None = None
 
     @property
@@ -116,6 +134,8 @@ class BabyAIEnv(Env):
             "tile_size": self.tile_size,
             "image_size": list(self.image_size) if self.image_size else None,
             "max_steps": self._max_steps_override,
+            "state": self.state,
+            "state_format": self.state_format,
         }
 
     def _render_view(self, view: str) -> np.ndarray:
@@ -125,10 +145,25 @@ class BabyAIEnv(Env):
             image = self.env.get_full_render(True, self.tile_size)
         return resize_image(np.ascontiguousarray(image, dtype=np.uint8), self.image_size)
 
+    def _full_symbolic(self) -> np.ndarray:
+        """The whole grid encoded cell by cell, the agent in its cell as (agent, red, direction)."""
+        from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX
+
+        grid = self.env.grid.encode()
+        x, y = self.env.agent_pos
+        grid[x, y] = (OBJECT_TO_IDX["agent"], COLOR_TO_IDX["red"], self.env.agent_dir)
+        return grid
+
+    def _observe_symbolic(self, egocentric: np.ndarray) -> None:
+        self._symbolic = self._full_symbolic() if self.state == "full" else egocentric
+
+    def _state_vector(self) -> np.ndarray:
+        if self.state_format == "codes":
+            return np.concatenate([self._symbolic.reshape(-1), [self.env.agent_dir]]).astype(np.float32)
+        return one_hot_symbolic(self._symbolic, self.env.agent_dir)
+
     def observe(self) -> Observation:
-        state = None
-        if self._symbolic is not None:
-            state = np.concatenate([self._symbolic.reshape(-1), [self.env.agent_dir]]).astype(np.float32)
+        state = None if self._symbolic is None else self._state_vector()
         return Observation(
             images={view: self._render_view(view) for view in self.views},
             instruction=self.instruction,
@@ -143,7 +178,7 @@ class BabyAIEnv(Env):
             obs, _ = self.env.reset(seed=seed)
         if not self._max_steps_override:
             self.max_steps = int(self.env.max_steps)
-        self._symbolic = obs["image"]
+        self._observe_symbolic(obs["image"])
         self.instruction = self.env.mission
         return self.observe()
 
@@ -151,13 +186,25 @@ class BabyAIEnv(Env):
         if not isinstance(action, DiscreteAction):
             raise TypeError(f"BabyAI takes discrete actions, got {action!r}")
         obs, reward, terminated, truncated, info = self.env.step(ACTION_SPACE.index(action))
-        self._symbolic = obs["image"]
+        self._observe_symbolic(obs["image"])
         info = dict(info)
         info["success"] = bool(terminated and reward > 0)
         return StepResult(self.observe(), float(reward), bool(terminated), bool(truncated), info)
 
     def close(self) -> None:
         self.env.close()
+
+
+def one_hot_symbolic(grid: np.ndarray, direction: int) -> np.ndarray:
+    """``(W, H, 3)`` codes (object, colour, state) and a direction -> one flat 0/1 vector:
+    per cell one-hot object, colour and state, then the direction one-hot."""
+    from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX, STATE_TO_IDX
+
+    # the full grid's agent cell carries its direction (0-3) in the state channel
+    sizes = (len(OBJECT_TO_IDX), len(COLOR_TO_IDX), max(len(STATE_TO_IDX), 4))
+    cells = grid.reshape(-1, 3).astype(np.int64)
+    parts = [np.eye(size, dtype=np.float32)[cells[:, channel]] for channel, size in enumerate(sizes)]
+    return np.concatenate([np.concatenate(parts, axis=1).reshape(-1), np.eye(4, dtype=np.float32)[direction]])
 
 
 ENV_CLASS = BabyAIEnv

@@ -5,13 +5,13 @@ head, a model can predict actions with a dedicated head on its final hidden stat
 
 - ``RegressionHead`` (continuous "Pred"): an MLP -> ``tanh`` -> D values in ``[-1, 1]``
   (normalised actions), trained with MSE;
-- ``ClassificationHead`` (discrete "Pred"): a linear layer -> logits over the action set,
+- ``ClassificationHead`` (discrete "Pred"): an MLP -> logits over the action set,
   trained with cross-entropy.
 
-Both read the hidden state of the last real token of each sequence (``last_token_states``).
-A regression head may also read the standardised state vector beside it
-(``AdapterConfig.regression_state``): a skip around the language model, so the head can
-map the state to a motion directly while the model supplies the task (``predict_action``).
+Both read the final hidden state of the last prompt token. Either may also read the
+standardised state vector beside it (``AdapterConfig.regression_state``, for both kinds): a
+skip around the language model, so the head can map the state to an action directly while
+the model supplies the task (``predict_action``).
 
 ``StateProjector`` feeds a low-dimensional state vector (proprioception, object poses,
 Meta-World's 39-D observation) into the sequence: the input embedding of each ``<state>``
@@ -41,11 +41,11 @@ def last_token_states(hidden_states: torch.Tensor, attention_mask: torch.Tensor 
     return hidden_states[torch.arange(hidden_states.shape[0], device=hidden_states.device), last.clamp(min=0)]
 
 
-class RegressionHead(nn.Module):
-    """Final hidden state ``(B, H)`` (and the standardised state ``(B, S)`` when ``state_dim``)
-    -> normalised continuous action ``(B, D)`` in ``[-1, 1]``."""
+class _ActionHead(nn.Module):
+    """An MLP on the final hidden state ``(B, H)``, and the standardised state ``(B, S)`` beside
+    it when ``state_dim`` (``layers`` linear layers, GELU between)."""
 
-    def __init__(self, hidden_size: int, action_dim: int, width: int = 256, layers: int = 2, state_dim: int = 0):
+    def __init__(self, hidden_size: int, outputs: int, width: int = 256, layers: int = 2, state_dim: int = 0):
         super().__init__()
         self.state_dim = state_dim
         blocks: list[nn.Module] = []
@@ -53,30 +53,33 @@ class RegressionHead(nn.Module):
         for _ in range(layers - 1):
             blocks += [nn.Linear(size, width), nn.GELU()]
             size = width
-        blocks.append(nn.Linear(size, action_dim))
+        blocks.append(nn.Linear(size, outputs))
         self.net = nn.Sequential(*blocks)
 
+    def raw(self, states: torch.Tensor) -> torch.Tensor:
+        return self.net(states.to(self.net[0].weight.dtype))
+
+
+class RegressionHead(_ActionHead):
+    """-> normalised continuous action ``(B, D)`` in ``[-1, 1]``; trained with MSE."""
+
     def forward(self, states: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.net(states.to(self.net[0].weight.dtype)))
+        return torch.tanh(self.raw(states))
 
     @staticmethod
     def loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return nn.functional.mse_loss(predicted.float(), target.float())
 
 
-class ClassificationHead(nn.Module):
-    """Final hidden state ``(B, H)`` -> logits over ``num_actions`` discrete actions."""
-
-    def __init__(self, hidden_size: int, num_actions: int):
-        super().__init__()
-        self.linear = nn.Linear(hidden_size, num_actions)
+class ClassificationHead(_ActionHead):
+    """-> logits ``(B, N)`` over a domain's ``N`` discrete actions; trained with cross-entropy."""
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
-        return self.linear(states.to(self.linear.weight.dtype))
+        return self.raw(states)
 
     @staticmethod
     def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return nn.functional.cross_entropy(logits.float(), target.long())
+        return nn.functional.cross_entropy(logits.float(), target.long().reshape(-1))
 
 
 class StateProjector(nn.Module):
@@ -121,9 +124,10 @@ class AdapterConfig:
     state_token_id: int | None = None
     """id of the ``<state>`` placeholder token whose embedding the projection replaces"""
     regression_state: bool = False
-    """regression heads also read the standardised state vector (needs ``state_dim``)"""
+    """the action heads (regression and classification) also read the standardised state vector
+    (needs ``state_dim``)"""
     regression_layers: int = 2
-    """layers of each regression head's MLP"""
+    """layers of each action head's MLP"""
     pointer: dict[str, Any] | None = None
     """an image pointer scoring a GUI domain's ``<loc_i>`` tokens (``models.pointer.PointerConfig``)"""
     copy: dict[str, Any] | None = None
@@ -170,7 +174,8 @@ def attach_adapters(model: nn.Module, config: AdapterConfig) -> nn.Module:
         adapters[f"regression_{domain}"] = RegressionHead(
             hidden, dim, layers=config.regression_layers, state_dim=config.state_dim if config.regression_state else 0)
     for domain, size in (config.classification_sizes or {}).items():
-        adapters[f"classification_{domain}"] = ClassificationHead(hidden, size)
+        adapters[f"classification_{domain}"] = ClassificationHead(
+            hidden, size, layers=config.regression_layers, state_dim=config.state_dim if config.regression_state else 0)
     if config.state_dim:
         if config.state_token_id is None:
             raise ValueError("state input needs state_token_id (the id of the <state> placeholder token)")
@@ -207,19 +212,26 @@ def model_adapters(model: nn.Module) -> nn.ModuleDict:
     return found
 
 
+def action_head(model: nn.Module, domain: str) -> RegressionHead | ClassificationHead:
+    """``domain``'s action head (regression or classification)."""
+    adapters = model_adapters(model)
+    for key in (f"regression_{domain}", f"classification_{domain}"):
+        if key in adapters:
+            return adapters[key]
+    raise ValueError(f"the model has no action head for domain {domain!r}")
+
+
 def predict_action(model: nn.Module, domain: str, final_states: torch.Tensor,
                    state: torch.Tensor | None = None) -> torch.Tensor:
-    """``domain``'s regression head on ``final_states`` ``(B, H)`` (the last prompt token's final
-    hidden state) and, for a head that reads it, the raw state ``(B, S)``: ``(B, D)`` in ``[-1, 1]``."""
+    """``domain``'s action head on ``final_states`` ``(B, H)`` (the last prompt token's final
+    hidden state) and, for a head that reads it, the raw state ``(B, S)``: a regression head's
+    ``(B, D)`` in ``[-1, 1]``, a classification head's logits ``(B, N)``."""
     adapters = model_adapters(model)
-    key = f"regression_{domain}"
-    if key not in adapters:
-        raise ValueError(f"the model has no regression head for domain {domain!r}")
-    head = adapters[key]
+    head = action_head(model, domain)
     inputs = final_states
     if head.state_dim:
         if state is None:
-            raise ValueError(f"the regression head of {domain!r} reads the state vector; none was given")
+            raise ValueError(f"the action head of {domain!r} reads the state vector; none was given")
         standardised = adapters["state"].standardise(state.to(final_states.device))
         inputs = torch.cat([final_states.float(), standardised], dim=-1)
     return head(inputs)

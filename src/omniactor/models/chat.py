@@ -56,12 +56,14 @@ class StateLayout:
 
 def add_adapters(model: Any, tokenizer: Any, state_dim: int = 0, mean: Any = None, std: Any = None,
                  regression_dims: dict[str, int] | None = None, regression_state: bool = False,
-                 pointer: dict[str, Any] | None = None, copy: bool = False) -> int | None:
+                 pointer: dict[str, Any] | None = None, copy: bool = False,
+                 classification_sizes: dict[str, int] | None = None) -> int | None:
     """Give ``model`` its action adapters (``models.adapters``) in one call:
 
     - with ``state_dim``: a state input, the ``<state>`` token in ``tokenizer`` and a projection of
       ``state_dim`` numbers onto its embedding, standardised with the data's ``mean`` / ``std``;
-    - with ``regression_dims`` (``{domain: D}``): a regression head per domain, reading the
+    - with ``regression_dims`` (``{domain: D}``): a regression head per domain, and with
+      ``classification_sizes`` (``{domain: N}``) a classification head, each reading the
       standardised state beside the final hidden state when ``regression_state``;
     - with ``pointer`` (``models.pointer.PointerConfig`` fields): the image pointer;
     - with ``copy``: copying from the prompt (``models.copy``).
@@ -79,6 +81,7 @@ def add_adapters(model: Any, tokenizer: Any, state_dim: int = 0, mean: Any = Non
         resize_vocabulary(model, max(len(tokenizer), model.get_input_embeddings().weight.shape[0]))
         token_id = int(tokenizer.convert_tokens_to_ids(STATE_TOKEN))
     attach_adapters(model, AdapterConfig(regression_dims=dict(regression_dims) if regression_dims else None,
+                                         classification_sizes=dict(classification_sizes) if classification_sizes else None,
                                          state_dim=int(state_dim), state_token_id=token_id,
                                          regression_state=bool(regression_state and state_dim),
                                          pointer=pointer, copy=copy_settings(model, tokenizer) if copy else None))

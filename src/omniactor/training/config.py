@@ -83,11 +83,15 @@ class TrainConfig:
     """domains of continuous actions whose motion a regression head ("Pred", Grounding MLLMs in Actions)
     predicts from the last prompt token's final state, and from the standardised state for state_domains;
     trained with MSE beside the answer tokens, and what the Agent acts with; [] for none"""
+    classification_heads: list[str] = field(default_factory=list)
+    """domains of discrete actions whose action a classification head (discrete "Pred") picks from the
+    same inputs as a regression head; trained with cross-entropy beside the answer tokens, and what the
+    Agent acts with (argmax, or sampled when the agent samples); [] for none"""
     head_loss_weight: float = 1.0
-    """weight of the regression heads' MSE beside the answer-token loss"""
+    """weight of the action heads' loss (MSE, cross-entropy) beside the answer-token loss"""
     head_learning_rate: float | None = None
-    """peak learning rate of the regression heads (None: learning_rate); a small MLP learns the
-    state-to-motion map in fewer steps at a higher rate than the model around it"""
+    """peak learning rate of the action heads (None: learning_rate); a small MLP learns the
+    state-to-action map in fewer steps at a higher rate than the model around it"""
     image_size: int | dict[str, int] | None = 112
     """images are resized to this square size before the processor (None: as stored), or a size per
     domain, e.g. {gui: 224, embodied: 112} (screens need more pixels to be read than a robot's view)"""

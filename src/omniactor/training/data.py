@@ -40,6 +40,11 @@ from .config import SourceConfig
 CHUNK = 256
 #: the encoded sample's normalised continuous action ``(1, D)``, the target of a regression head
 ACTION_TARGET = "action_target"
+#: the encoded sample's discrete action as its index in the domain's action set ``(1,)``, the
+#: target of a classification head
+ACTION_CLASS = "action_class"
+#: the targets of the action heads (a batch holds one domain: at most one of them)
+HEAD_TARGETS = (ACTION_TARGET, ACTION_CLASS)
 
 
 class DataError(ValueError):
@@ -126,12 +131,15 @@ class SampleEncoder:
 
     def __init__(self, processor: Any, action_tokenizers: dict[str, ActionTokenizer], history: int | dict[str, int],
                  image_size: int | dict[str, int] | None, system_prompt: str = "sample",
-                 state_widths: dict[str, int] | None = None, regression_heads: Sequence[str] = ()):
+                 state_widths: dict[str, int] | None = None, regression_heads: Sequence[str] = (),
+                 classification_heads: Sequence[str] = ()):
         """``state_widths``: the width of each domain's ``meta.state`` that enters the prompt
-        (``models.chat.StateLayout``)."""
+        (``models.chat.StateLayout``); the domains of ``regression_heads`` and
+        ``classification_heads`` get their head's target."""
         self.processor = processor
         self.state_layout = StateLayout(state_widths)
         self.regression_heads = set(regression_heads)
+        self.classification_heads = set(classification_heads)
         self.system_prompt = system_prompt
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.action_tokenizers = action_tokenizers
@@ -198,6 +206,8 @@ class SampleEncoder:
             out["state"] = torch.tensor([placed], dtype=torch.float32)
         if sample.domain in self.regression_heads:
             out[ACTION_TARGET] = torch.tensor([self.normalised_action(sample)], dtype=torch.float32)
+        if sample.domain in self.classification_heads:
+            out[ACTION_CLASS] = torch.tensor([self.action_tokenizers[sample.domain].space.index(sample.action)])
         return out
 
     def normalised_action(self, sample: Any) -> list[float]:

@@ -29,7 +29,7 @@ import torch
 
 from .config import TrainConfig, save_config
 from .data import (
-    ACTION_TARGET,
+    HEAD_TARGETS,
     DataError,
     DomainBatchSampler,
     PreprocessedCache,
@@ -107,6 +107,18 @@ def take_state(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor | Non
     return state
 
 
+def pop_head_target(batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """Take the batch's action-head target out of it (``None`` when its domain has no head)."""
+    targets = [batch.pop(key) for key in HEAD_TARGETS if key in batch]
+    return targets[0] if targets else None
+
+
+def head_key(config: TrainConfig) -> list[Any]:
+    """The cache fingerprint's part for classification heads (empty without them, so caches built
+    before they existed stay valid)."""
+    return [config.classification_heads] if config.classification_heads else []
+
+
 def prompt_end_states(hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """``(B, T, H)`` -> ``(B, H)``: each row's final hidden state at its last prompt token, the
     position the answer is predicted from (right before the first label)."""
@@ -116,19 +128,23 @@ def prompt_end_states(hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
 
 def head_loss(model: Any, domain: str, out: Any, labels: torch.Tensor, target: torch.Tensor,
               state: torch.Tensor | None) -> torch.Tensor:
-    """MSE of ``domain``'s regression head against the normalised actions ``target`` ``(B, D)``."""
-    from ..models.adapters import RegressionHead, predict_action
+    """The loss of ``domain``'s action head: MSE against the normalised actions ``target`` ``(B, D)``
+    (regression), cross-entropy against the action indices ``(B, 1)`` (classification)."""
+    from ..models.adapters import action_head, predict_action
 
     predicted = predict_action(model, domain, prompt_end_states(out.hidden_states[-1], labels), state)
-    return RegressionHead.loss(predicted, target.to(predicted.device))
+    return action_head(model, domain).loss(predicted, target.to(predicted.device))
+
+
+HEAD_PARAMETERS = ("omniactor_adapters.regression_", "omniactor_adapters.classification_")
 
 
 def parameter_groups(model: Any, config: TrainConfig) -> list[dict[str, Any]]:
-    """The trainable parameters; the regression heads in a group of their own learning rate."""
+    """The trainable parameters; the action heads in a group of their own learning rate."""
     heads, rest = [], []
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
-            (heads if "omniactor_adapters.regression_" in name else rest).append(parameter)
+            (heads if any(part in name for part in HEAD_PARAMETERS) else rest).append(parameter)
     groups = [{"params": rest}]
     if heads:
         groups.append({"params": heads, "lr": config.head_learning_rate or config.learning_rate})
@@ -164,6 +180,26 @@ def check_regression_heads(config: TrainConfig, action_tokenizers: dict[str, Any
                             "tokenizer; a regression head needs continuous actions (uniform, vq)")
         dims[domain] = len(tokenizer.names)
     return dims
+
+
+def check_classification_heads(config: TrainConfig, action_tokenizers: dict[str, Any]) -> dict[str, int]:
+    """``{domain: number of actions}`` of the configured classification heads (refused for domains
+    without a discrete action set)."""
+    from ..actions import DiscreteSpace
+
+    sizes = {}
+    for domain in config.classification_heads:
+        if domain not in config.domains:
+            raise DataError(f"classification_heads names {domain!r}, which is not one of the domains {config.domains}")
+        if domain in config.regression_heads:
+            raise DataError(f"domain {domain!r} is in both regression_heads and classification_heads; keep one")
+        space = getattr(action_tokenizers[domain], "space", None)
+        if not isinstance(space, DiscreteSpace):
+            raise DataError(f"classification_heads: domain {domain!r} has the {type(action_tokenizers[domain]).__name__} "
+                            "action tokenizer; a classification head needs a discrete action set "
+                            "(discrete_semlang, discrete_lang, discrete_token)")
+        sizes[domain] = len(space.names)
+    return sizes
 
 
 def state_statistics(items: list, state_domains: list[str]) -> tuple[dict[str, int], Any, Any]:
@@ -275,7 +311,8 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     from ..models.heterogeneity import HeterogeneityConfig, aux_loss, convert, set_domains
 
     # per-domain experts, the state input and the heads sit idle in other domains' batches
-    unused = config.variant != "dense" or bool(config.state_domains) or bool(config.regression_heads)
+    unused = (config.variant != "dense" or bool(config.state_domains) or bool(config.regression_heads)
+              or bool(config.classification_heads))
     kwargs = [DistributedDataParallelKwargs(find_unused_parameters=unused)]
     plugin = None
     if config.deepspeed:
@@ -301,9 +338,10 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     before_vocab = model.get_input_embeddings().weight.shape[0]
     action_tokenizers = fit_action_tokenizers(config, items, model, processor)
     regression_dims = check_regression_heads(config, action_tokenizers)
+    classification_sizes = check_classification_heads(config, action_tokenizers)
     state_widths: dict[str, int] = {}
     pointer = pointer_settings(config, action_tokenizers, processor.tokenizer)
-    if config.state_domains or regression_dims or pointer or config.prompt_copy:
+    if config.state_domains or regression_dims or classification_sizes or pointer or config.prompt_copy:
         from ..models.chat import StateLayout, add_adapters
 
         if config.state_domains:
@@ -312,7 +350,8 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         else:
             state = (0, None, None)
         add_adapters(model, processor.tokenizer, *state, regression_dims=regression_dims,
-                     regression_state=bool(config.state_domains), pointer=pointer, copy=config.prompt_copy)
+                     regression_state=bool(config.state_domains), pointer=pointer, copy=config.prompt_copy,
+                     classification_sizes=classification_sizes)
     new_ids = list(range(before_vocab, model.get_input_embeddings().weight.shape[0]))
     convert(model, HeterogeneityConfig(config.variant, shared_layers=shared, domains=tuple(config.domains)))
     if config.gradient_checkpointing:
@@ -323,12 +362,12 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
 
     # 2. data ---------------------------------------------------------------------------
     encoder = SampleEncoder(processor, action_tokenizers, config.history, config.image_size, config.system_prompt,
-                            state_widths, config.regression_heads)
+                            state_widths, config.regression_heads, config.classification_heads)
     cache_root = Path(config.cache_dir) if config.cache_dir else output_dir.parent / ".omniactor-cache"
     key = fingerprint([[folder_state(s.path) for s in config.data], processor_state(processor),
                        {d: t.config() for d, t in action_tokenizers.items()}, config.history, config.image_size,
                        config.system_prompt, config.domains, [s.path for s in config.data], state_widths,
-                       config.regression_heads])
+                       config.regression_heads, *head_key(config)])
     cache_dir = cache_root / key
     with accelerator.main_process_first():
         if not (cache_dir / "index.json").exists():
@@ -373,7 +412,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         batch = collate([dataset[i] for i in mine], pad_id)
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         labels = batch.pop("labels")
-        target = batch.pop(ACTION_TARGET, None)
+        target = pop_head_target(batch)
         state = take_state(model, batch)
         domain = dataset.domains[mine[0]]
         set_domains(model, torch.full((len(mine),), domain_ids[domain], dtype=torch.long))
@@ -382,10 +421,11 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         global_tokens = accelerator.reduce(counts.sum().detach().float(), reduction="sum")
         loss = sums.sum() / global_tokens.clamp(min=1) * world  # DDP averages gradients over processes
         if target is not None:
-            mse = head_loss(model, domain, out, labels, target, state)
-            loss = loss + config.head_loss_weight * mse
-            total = totals.setdefault(f"head_mse/{domain}", [0.0, 0.0])
-            total[0] += float(mse.detach())
+            head = head_loss(model, domain, out, labels, target, state)
+            loss = loss + config.head_loss_weight * head
+            name = "head_ce" if domain in config.classification_heads else "head_mse"
+            total = totals.setdefault(f"{name}/{domain}", [0.0, 0.0])
+            total[0] += float(head.detach())
             total[1] += 1
         balance = aux_loss(model) if config.variant == "router" else None
         if balance is not None:
@@ -450,7 +490,7 @@ def evaluate_loss(config: TrainConfig, model: Any, processor: Any, encoder: Samp
     key = fingerprint([[folder_state(s.path) for s in config.eval_data], processor_state(processor),
                        {d: t.config() for d, t in encoder.action_tokenizers.items()}, config.history,
                        config.image_size, config.system_prompt, "eval", encoder.state_layout.widths,
-                       config.regression_heads])
+                       config.regression_heads, *head_key(config)])
     cache_dir = cache_root / key
     if not (cache_dir / "index.json").exists():
         PreprocessedCache.build(cache_dir, items, encoder, progress=progress)
@@ -467,7 +507,7 @@ def evaluate_loss(config: TrainConfig, model: Any, processor: Any, encoder: Samp
                 chunk = members[start:start + config.batch_size]
                 batch = {k: v.to(device) for k, v in collate([dataset[i] for i in chunk], processor.tokenizer.pad_token_id).items()}
                 labels = batch.pop("labels")
-                batch.pop(ACTION_TARGET, None)
+                pop_head_target(batch)
                 take_state(model, batch)
                 set_domains(model, torch.full((len(chunk),), domain_ids[domain], dtype=torch.long))
                 out = model(**batch)
@@ -505,7 +545,8 @@ def agent_settings(config: TrainConfig, items: list, encoder: SampleEncoder) -> 
             if len(prompts) == len(config.domains):
                 break
     return AgentSettings(list(config.domains), config.history, config.image_size, prompts,
-                         dict(encoder.state_layout.widths), list(config.regression_heads))
+                         dict(encoder.state_layout.widths), list(config.regression_heads),
+                         list(config.classification_heads))
 
 
 def save_final(model: Any, processor: Any, action_tokenizers: dict[str, Any], directory: Path,
