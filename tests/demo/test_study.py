@@ -33,6 +33,8 @@ def test_recipes_train_on_their_domains_only_with_the_same_budget():
     assert recipe_settings(FULL, "gui-only", 0)["domains"] == ["gui"]
     assert recipe_settings(FULL, "gui-only", 0)["state_domains"] == []
     assert recipe_settings(FULL, "gui-only", 0)["regression_heads"] == []
+    assert recipe_settings(FULL, "gui-only", 0)["classification_heads"] == []
+    assert recipe_settings(FULL, "mixed-dense", 0)["classification_heads"] == ["discrete"]
     assert recipe_settings(FULL, "ea-only", 0)["image_pointer"] is None
     assert recipe_settings(FULL, "ea-only", 0)["regression_heads"] == ["embodied"]
     assert recipe_settings(FULL, "hard", 0)["variant"] == "hard"

@@ -57,7 +57,8 @@ def _train_settings(max_steps: int, batch_size: int, save_every: int) -> dict[st
       patches (224 px: one 14 px patch per cell), text to type copied from the task;
     - Meta-World: motions from a regression head that reads the standardised 39-D state beside
       the model's final state, no previous motions in the prompt (they are copied, not acted on);
-    - BabyAI: actions as phrases."""
+    - BabyAI: actions from a classification head that reads the one-hot 7x7 view beside the
+      model's final state, with the previous action in the prompt (phrases are trained beside it)."""
     return {
         "model": "tiny",
         "variant": "omniactor",
@@ -70,8 +71,9 @@ def _train_settings(max_steps: int, batch_size: int, save_every: int) -> dict[st
         "prompt_copy": True,
         "state_domains": ["embodied", "discrete"],
         "regression_heads": ["embodied"],
+        "classification_heads": ["discrete"],
         "head_learning_rate": 3e-3,
-        "history": {"gui": 2, "embodied": 0, "discrete": 0},
+        "history": {"gui": 2, "embodied": 0, "discrete": 1},
         "system_prompt": "none",
         "image_size": {"gui": 224, "embodied": 112, "discrete": 112},
         "max_steps": max_steps,
@@ -87,19 +89,22 @@ def _train_settings(max_steps: int, batch_size: int, save_every: int) -> dict[st
 #: BabyAI's policy sees one frame: greedy decoding falls into loops where the object is out of
 #: sight (timeouts); sampling the policy leaves them (docs/demo.md: 30% greedy, 60% sampled)
 SAMPLED = {"do_sample": True, "temperature": 1.0, "seed": 0}
+#: BabyAI's symbolic view as one-hot cells: the state the classification head reads
+BABYAI_STATE = {"state_format": "onehot"}
 
 FULL = DemoPlan(
     name="full",
     envs=(
         EnvPlan("miniwob", ("click-test", "focus-text", "click-button", "click-dialog", "enter-text"), demos=100,
-                eval_episodes=20, baseline_episodes=10, study_episodes=10, weight=5.0, eval_config={"max_steps": 10}),
+                eval_episodes=20, baseline_episodes=10, study_episodes=10, weight=5.5, eval_config={"max_steps": 10}),
         EnvPlan("metaworld", ("reach-v3", "push-v3", "button-press-topdown-v3"), demos=40, eval_episodes=10,
                 baseline_episodes=5, study_episodes=4, weight=1.5, collect_config={"image_size": 112},
                 eval_config={"image_size": 112, "max_steps": 120}),  # the expert needs 46-65 steps
-        EnvPlan("babyai", ("GoToRedBall", "GoToLocal"), demos=500, eval_episodes=20, baseline_episodes=10,
-                study_episodes=10, weight=1.0, decoding=SAMPLED),
+        EnvPlan("babyai", ("GoToRedBall", "GoToLocal"), demos=1000, eval_episodes=30, baseline_episodes=10,
+                study_episodes=10, weight=0.7, decoding=SAMPLED, collect_config=BABYAI_STATE,
+                eval_config=BABYAI_STATE),
     ),
-    train=_train_settings(max_steps=2600, batch_size=16, save_every=200),
+    train=_train_settings(max_steps=2700, batch_size=16, save_every=200),
     study_steps=250,
 )
 
@@ -111,7 +116,8 @@ QUICK = DemoPlan(
         EnvPlan("metaworld", ("reach-v3",), demos=2, eval_episodes=2, baseline_episodes=1,
                 study_episodes=1, collect_config={"image_size": 112}, eval_config={"image_size": 112, "max_steps": 8}),
         EnvPlan("babyai", ("GoToRedBall",), demos=6, eval_episodes=2, baseline_episodes=1,
-                study_episodes=1, eval_config={"max_steps": 8}, decoding=SAMPLED),
+                study_episodes=1, collect_config=BABYAI_STATE, eval_config={**BABYAI_STATE, "max_steps": 8},
+                decoding=SAMPLED),
     ),
     train=_train_settings(max_steps=12, batch_size=8, save_every=6),
     study_steps=4,
