@@ -5,7 +5,9 @@ For each environment (same tasks, same episodes, same render size, same expert):
 - ``raw``: the bare loop ``env.reset(seed)`` / ``expert.act`` / ``env.step`` over the episodes;
 - ``collect_1``: ``omniactor collect`` with one worker (samples built, PNGs encoded, shards
   written and committed, manifest merged) on the same episodes;
-- ``collect_2``: the same with two worker processes.
+- ``collect_2``: the same with two worker processes;
+- ``raw_2``: the bare loop split over two processes (no collector): the speed-up this machine
+  gives two processes that only step, the ceiling for ``collect_2``'s.
 
 Reported: steps per second of each, the collector's overhead over the raw loop
 (``raw / collect_1 - 1``), the 1 -> 2 worker speed-up, and how many cores one worker keeps
@@ -55,8 +57,9 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def raw_loop(env_name: str, tasks, episodes: int, env_config: dict) -> dict:
-    """The bare environment + expert loop on the collector's seeds; returns steps, seconds, cores."""
+def raw_loop(env_name: str, tasks, episodes: int, env_config: dict, part: int = 0, parts: int = 1) -> dict:
+    """The bare environment + expert loop on the collector's seeds (episodes ``part``, ``part + parts``,
+    ... of each task); returns steps, seconds, cores."""
     from omniactor.data.collect import episode_seed
     from omniactor.envs import make_env, make_expert
 
@@ -65,7 +68,7 @@ def raw_loop(env_name: str, tasks, episodes: int, env_config: dict) -> dict:
     for task in tasks:
         env = make_env(env_name, task, **env_config)
         expert = make_expert(env_name, env)
-        for i in range(episodes):
+        for i in range(part, episodes, parts):
             obs = env.reset(episode_seed(0, "train", i))
             expert.reset(env, obs)
             while True:
@@ -78,6 +81,24 @@ def raw_loop(env_name: str, tasks, episodes: int, env_config: dict) -> dict:
         env.close()
     seconds = time.perf_counter() - start
     return {"steps": steps, "seconds": seconds, "successes": successes, "cores": (_cpu() - cpu) / seconds}
+
+
+def _raw_part(args: tuple) -> dict:
+    return raw_loop(*args)
+
+
+def raw_parallel(env_name: str, tasks, episodes: int, env_config: dict, processes: int = 2) -> dict:
+    """The bare loop split over ``processes`` spawned processes (each its own environments, the
+    episodes dealt out in turn): what this machine gives two workers that do nothing but step.
+    Timed from before the processes start until the last one is done, as the collector is."""
+    import multiprocessing as mp
+
+    cpu, start = _cpu(), time.perf_counter()
+    with mp.get_context("spawn").Pool(processes) as pool:
+        parts = pool.map(_raw_part, [(env_name, tasks, episodes, env_config, k, processes) for k in range(processes)])
+    seconds = time.perf_counter() - start
+    return {"steps": sum(p["steps"] for p in parts), "seconds": seconds,
+            "successes": sum(p["successes"] for p in parts), "cores": (_cpu() - cpu) / seconds}
 
 
 def file_create_ms(folder: str, files: int = 300) -> float:
@@ -142,18 +163,22 @@ def bench(env_name: str, repeats: int, scale: float, out_dir: str) -> dict:
     tasks, episodes, env_config = SETUPS[env_name]
     episodes = max(1, int(episodes * scale))
     raw = best([raw_loop(env_name, tasks, episodes, env_config) for _ in range(repeats)])
+    raw_2 = best([raw_parallel(env_name, tasks, episodes, env_config, 2) for _ in range(repeats)])
     one = best([collect_run(env_name, tasks, episodes, env_config, 1, out_dir) for _ in range(repeats)])
     two = best([collect_run(env_name, tasks, episodes, env_config, 2, out_dir) for _ in range(repeats)])
-    assert raw["steps"] == one["steps"] == two["steps"], "the variants did not run the same episodes"
+    assert raw["steps"] == raw_2["steps"] == one["steps"] == two["steps"], "the variants did not run the same episodes"
     return {
         "tasks": list(tasks),
         "episodes_per_task": episodes,
         "env_config": env_config,
         "raw": raw,
+        "raw_2": raw_2,
         "collect_1": one,
         "collect_2": two,
         "overhead": round(raw["steps_per_second"] / one["steps_per_second"] - 1, 4),
         "speedup_2_workers": round(two["steps_per_second"] / one["steps_per_second"], 3),
+        # the machine's own ceiling: two bare loops in two processes against one
+        "raw_speedup_2_processes": round(raw_2["steps_per_second"] / raw["steps_per_second"], 3),
         "cores_per_worker": one["cores"],
         "cpu_overhead": round(one["cpu_ms_per_step"] / raw["cpu_ms_per_step"] - 1, 4),
     }
@@ -193,6 +218,7 @@ def main() -> int:
             f"{name}: raw {r['raw']['steps_per_second']:.1f} steps/s | collect 1 worker "
             f"{r['collect_1']['steps_per_second']:.1f} steps/s (overhead {r['overhead']:+.1%}) | 2 workers "
             f"{r['collect_2']['steps_per_second']:.1f} steps/s (x{r['speedup_2_workers']:.2f}); "
+            f"two bare loops in two processes: x{r['raw_speedup_2_processes']:.2f} over one; "
             f"one worker keeps {r['cores_per_worker']:.2f} cores busy; {r['raw']['steps']} steps",
             flush=True,
         )
