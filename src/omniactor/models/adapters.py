@@ -212,10 +212,14 @@ def model_adapters(model: nn.Module) -> nn.ModuleDict:
     return found
 
 
+#: the adapters' keys of the action heads start with these (``regression_embodied``, ...)
+HEAD_PREFIXES = ("regression_", "classification_")
+
+
 def action_head(model: nn.Module, domain: str) -> RegressionHead | ClassificationHead:
     """``domain``'s action head (regression or classification)."""
     adapters = model_adapters(model)
-    for key in (f"regression_{domain}", f"classification_{domain}"):
+    for key in (prefix + domain for prefix in HEAD_PREFIXES):
         if key in adapters:
             return adapters[key]
     raise ValueError(f"the model has no action head for domain {domain!r}")

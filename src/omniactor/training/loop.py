@@ -136,15 +136,15 @@ def head_loss(model: Any, domain: str, out: Any, labels: torch.Tensor, target: t
     return action_head(model, domain).loss(predicted, target.to(predicted.device))
 
 
-HEAD_PARAMETERS = ("omniactor_adapters.regression_", "omniactor_adapters.classification_")
-
-
 def parameter_groups(model: Any, config: TrainConfig) -> list[dict[str, Any]]:
     """The trainable parameters; the action heads in a group of their own learning rate."""
+    from ..models.adapters import HEAD_PREFIXES
+
+    head_parameters = tuple(f"omniactor_adapters.{prefix}" for prefix in HEAD_PREFIXES)
     heads, rest = [], []
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
-            (heads if any(part in name for part in HEAD_PARAMETERS) else rest).append(parameter)
+            (heads if any(part in name for part in head_parameters) else rest).append(parameter)
     groups = [{"params": rest}]
     if heads:
         groups.append({"params": heads, "lr": config.head_learning_rate or config.learning_rate})
