@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ..errors import OmniactorError
 
-class ActionError(ValueError):
+
+class ActionError(OmniactorError, ValueError):
     """Base class of every action error (a ``ValueError``, so generic handlers still work)."""
 
 

@@ -40,6 +40,7 @@ import torch
 from ..actions import Action, ContinuousAction, DiscreteAction, Wait, format_action
 from ..actions.errors import ActionDecodeError
 from ..actions.tokenizers.base import ActionTokenizer, CodeTokenizer
+from ..errors import OmniactorError
 from ..models.chat import end_of_turn_id
 from .constraints import ActionConstraint, CodeGrammar, TextGrammar, TokenTable
 
@@ -47,7 +48,7 @@ AGENT_FILE = "agent.json"
 TOKENIZERS_DIR = "action_tokenizers"
 
 
-class AgentError(RuntimeError):
+class AgentError(OmniactorError, RuntimeError):
     """The agent cannot act as asked (unknown domain, a checkpoint without its parts, ...)."""
 
 

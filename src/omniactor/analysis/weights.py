@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..errors import OmniactorError
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -46,7 +48,7 @@ WEIGHTS_INDEX = "model.safetensors.index.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
-class WeightsError(ValueError):
+class WeightsError(OmniactorError, ValueError):
     """A checkpoint cannot be read as the analysis needs (the message names the file and the fix)."""
 
 

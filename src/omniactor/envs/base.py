@@ -24,13 +24,14 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from ..actions import Action, ContinuousSpace, DiscreteSpace
+from ..errors import OmniactorError
 
 
-class EnvError(RuntimeError):
+class EnvError(OmniactorError, RuntimeError):
     """The environment (a browser, a simulator) failed; the episode in progress is lost."""
 
 
-class DependencyNotInstalled(ImportError):
+class DependencyNotInstalled(OmniactorError, ImportError):
     """An optional dependency of an environment is missing; the message says how to install it."""
 
 

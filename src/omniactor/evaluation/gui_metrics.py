@@ -71,6 +71,7 @@ from ..actions.gui import (
     Terminate,
     TypeText,
 )
+from ..errors import OmniactorError
 
 #: Points carry POINT_DECIMALS decimals: comparisons happen on integers of this many units per screen.
 UNITS = 10**POINT_DECIMALS
@@ -82,7 +83,7 @@ _OPPOSITE = {"up": "down", "down": "up", "left": "right", "right": "left"}
 TEXT_RULES: tuple[str, ...] = ("exact_or_token_f1", "contains", "contains_or_anls")
 
 
-class UnknownProtocolError(ValueError):
+class UnknownProtocolError(OmniactorError, ValueError):
     """A protocol name that is not registered (the message suggests the nearest one)."""
 
 

@@ -44,6 +44,7 @@ from typing import Any
 
 from ..actions import Action, ActionError, format_action, parse_action
 from ..actions.gui import GUI_ACTION_TYPES
+from ..errors import OmniactorError
 from .gui_metrics import Protocol, StepScore, Target, UnknownProtocolError, parse_protocols, score_step
 
 Predict = Callable[[Any, list, list], Any]
@@ -55,7 +56,7 @@ PREDICTIONS_FILE = "predictions.jsonl"
 STEPS_FILE = "steps.jsonl"
 
 
-class PredictionsFileError(ValueError):
+class PredictionsFileError(OmniactorError, ValueError):
     """A predictions file line that cannot be read (the message starts with ``file:line``)."""
 
 

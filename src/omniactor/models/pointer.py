@@ -38,8 +38,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import OmniactorError
 
-class PointerError(ValueError):
+
+class PointerError(OmniactorError, ValueError):
     """The pointer cannot be attached to, or run on, this model or input."""
 
 

@@ -20,6 +20,8 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..errors import OmniactorError
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerFast, ProcessorMixin
@@ -437,7 +439,7 @@ PRESETS: dict[str, ModelPreset] = {p.name: p for p in _PRESET_LIST}
 _ALIASES: dict[str, str] = {a: p.name for p in _PRESET_LIST for a in p.aliases}
 
 
-class UnknownPresetError(KeyError):
+class UnknownPresetError(OmniactorError, KeyError):
     """No preset of that name; the message lists the close names and all presets."""
 
     def __str__(self) -> str:  # KeyError would quote the whole message

@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..errors import OmniactorError
 
-class RoutingError(ValueError):
+
+class RoutingError(OmniactorError, ValueError):
     """Routing information is missing or does not fit the batch."""
 
 

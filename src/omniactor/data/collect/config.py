@@ -10,12 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...errors import OmniactorError
+
 SPLIT_OFFSETS = {"train": 0, "validation": 1_000_000_000, "test": 2_000_000_000}
 #: The collector's bookkeeping folder inside the dataset folder (see ``ledger``).
 STATE_DIR = ".collect"
 
 
-class CollectError(RuntimeError):
+class CollectError(OmniactorError, RuntimeError):
     """Collection cannot start or continue (another collector runs, settings differ, ...)."""
 
 

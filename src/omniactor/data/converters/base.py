@@ -27,17 +27,18 @@ import numpy as np
 from PIL import Image
 
 from ...actions import Action, ContinuousSpace, DiscreteSpace
+from ...errors import OmniactorError
 from ..sample import Sample
 
 ActionSpace = ContinuousSpace | DiscreteSpace
 ImageInput = bytes | np.ndarray | str | os.PathLike | Image.Image
 
 
-class SourceError(ValueError):
+class SourceError(OmniactorError, ValueError):
     """The source path is not what the converter reads; the message says what was expected."""
 
 
-class MissingDependency(ImportError):
+class MissingDependency(OmniactorError, ImportError):
     """An optional package a converter needs; the message carries the install hint."""
 
 

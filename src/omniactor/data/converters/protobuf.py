@@ -13,10 +13,12 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
+from ...errors import OmniactorError
+
 VARINT, FIXED64, BYTES, FIXED32 = 0, 1, 2, 5
 
 
-class ProtobufError(ValueError):
+class ProtobufError(OmniactorError, ValueError):
     """Bytes that are not a well-formed protobuf message."""
 
 

@@ -40,6 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ...errors import OmniactorError
 from ..domains import domain_problems, known_domains
 from ..io import DatasetWriter, shard_paths
 from ..manifest import IMAGE_DIR, load_manifest, write_json_atomic
@@ -51,11 +52,11 @@ LEDGER_FILE = "ledger.jsonl"
 EXAMPLES_PER_REASON = 3
 
 
-class ConversionLocked(RuntimeError):
+class ConversionLocked(OmniactorError, RuntimeError):
     """Another conversion holds the output folder."""
 
 
-class OptionsChanged(ValueError):
+class OptionsChanged(OmniactorError, ValueError):
     """A resumed conversion with options other than those its finished episodes were made with."""
 
 
