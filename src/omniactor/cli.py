@@ -1,7 +1,10 @@
 """The ``omniactor`` command: one entry point, one subcommand per job.
 
 Each subcommand module registers itself with ``add_*_commands(subparsers)`` and imports
-its heavy dependencies inside its handler, so ``omniactor --help`` stays instant.
+its heavy dependencies inside its handler, so ``omniactor --help`` stays instant. ``main``
+runs the handler through ``errors.run_command``: every known error (``OmniactorError``,
+``OSError``) becomes ``error: <message>`` and exit status 2, never a traceback
+(``OMNIACTOR_DEBUG=1`` shows it).
 """
 
 from __future__ import annotations
@@ -12,20 +15,21 @@ import sys
 from collections.abc import Callable, Sequence
 
 from . import __version__
+from .errors import EPILOG, EXIT_FOUND_PROBLEMS, UsageError, run_command
 
 Handler = Callable[[argparse.Namespace], int]
 
 
 def json_object_arg(text: str | None, flag: str = "--config", example: str = '{"grid": 32}') -> dict:
-    """A flag's JSON-object value (``{}`` when not given); anything else exits with the flag named."""
+    """A flag's JSON-object value (``{}`` when not given); anything else is a ``UsageError`` naming the flag."""
     if not text:
         return {}
     try:
         config = json.loads(text)
     except json.JSONDecodeError as err:
-        raise SystemExit(f"{flag} must be a JSON object, e.g. '{example}': {err}") from None
+        raise UsageError(f"{flag} must be a JSON object, e.g. '{example}': {err}") from None
     if not isinstance(config, dict):
-        raise SystemExit(f"{flag} must be a JSON object, e.g. '{example}'")
+        raise UsageError(f"{flag} must be a JSON object, e.g. '{example}'")
     return config
 
 
@@ -34,27 +38,26 @@ def _actions_parse(args: argparse.Namespace) -> int:
 
     try:
         action = parse_action(args.text)
-    except ActionParseError as err:
+    except ActionParseError as err:  # the answer of this command, not a failure to run: exit 1
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return EXIT_FOUND_PROBLEMS
     print(format_action(action))
     print(json.dumps(action_to_json(action), ensure_ascii=False))
     return 0
 
 
 def _actions_encode(args: argparse.Namespace) -> int:
-    from .actions import ActionError, parse_action
+    from .actions import format_action, parse_action
     from .actions.tokenizers import build_action_tokenizer
 
+    config = json_object_arg(args.config)
     try:
-        tokenizer = build_action_tokenizer(args.tokenizer, **json_object_arg(args.config))
-        action = parse_action(args.text)
-        encoded = tokenizer.encode(action)
-        decoded = tokenizer.decode(encoded)
-    except (ActionError, KeyError, TypeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    from .actions import format_action
+        tokenizer = build_action_tokenizer(args.tokenizer, **config)
+    except (KeyError, TypeError) as err:  # an unknown tokenizer or argument
+        raise UsageError(f"--tokenizer {args.tokenizer} --config {args.config or '{}'}: "
+                         f"{err.args[0] if isinstance(err, KeyError) and err.args else err}") from None
+    encoded = tokenizer.encode(parse_action(args.text))
+    decoded = tokenizer.decode(encoded)
 
     print(f"encoded: {encoded}")
     print(f"decoded: {format_action(decoded)}")
@@ -117,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="omniactor",
         description="One vision-language agent for 2D GUIs and 3D embodied worlds.",
+        epilog=EPILOG,
     )
     parser.add_argument("--version", action="version", version=f"omniactor {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -144,8 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit status (2 with ``error: ...`` on stderr for a known error)."""
     args = build_parser().parse_args(argv)
-    return int(args.handler(args) or 0)
+    return run_command(args.handler, args)
 
 
 if __name__ == "__main__":

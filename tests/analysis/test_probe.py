@@ -38,7 +38,7 @@ def test_a_rerun_reuses_the_runs_and_changed_settings_are_refused(probe_run, exa
     assert main([*args, "--steps", "3"]) == 0
     assert "reusing the finished run gui" in capsys.readouterr().out
     assert (out / "runs" / "gui" / "final" / "model.safetensors").stat().st_mtime_ns == before
-    assert main([*args, "--steps", "5"]) == 1
+    assert main([*args, "--steps", "5"]) == 2
     assert "max_steps: 3 -> 5" in capsys.readouterr().err
 
 
@@ -50,8 +50,8 @@ def test_the_cli_compares_finished_runs_and_explains_bad_arguments(probe_run, tm
     assert "(changepoint rule)" in capsys.readouterr().out
     assert (tmp_path / "update_similarity.csv").read_text() == (out / "update_similarity.csv").read_text()
     assert main(["analyze", "update-similarity", "--base", str(out / "base"), "--runs", f"gui={out}/runs/gui/final",
-                 "--out", str(tmp_path)]) == 1
+                 "--out", str(tmp_path)]) == 2
     assert "at least two label=PATH pairs" in capsys.readouterr().err
     assert main(["analyze", "update-similarity", "--probe", "--base", "tinny", "--data", runs, "--out",
-                 str(tmp_path)]) == 1
+                 str(tmp_path)]) == 2
     assert "did you mean" in capsys.readouterr().err

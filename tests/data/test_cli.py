@@ -48,10 +48,12 @@ def test_stats_and_export(tmp_path, capsys):
     assert main(["data", "stats", str(tmp_path / "nothing")]) == 2
     pytest.importorskip("datasets")
     assert main(["data", "export-hf", str(tmp_path / "good"), "--out", str(tmp_path / "hf")]) == 0
-    assert main(["data", "export-hf", str(tmp_path / "good"), "--out", str(tmp_path / "hf")]) == 1  # not empty
+    capsys.readouterr()
+    assert main(["data", "export-hf", str(tmp_path / "good"), "--out", str(tmp_path / "hf")]) == 2  # could not run
+    assert "exists and is not empty" in capsys.readouterr().err
 
 
 def test_example_refuses_an_existing_dataset(tmp_path, capsys):
     assert main(["data", "example", "--out", str(tmp_path / "x")]) == 0
-    assert main(["data", "example", "--out", str(tmp_path / "x")]) == 1
-    assert "append=True" in capsys.readouterr().err
+    assert main(["data", "example", "--out", str(tmp_path / "x")]) == 2
+    assert "error:" in (err := capsys.readouterr().err) and "append=True" in err

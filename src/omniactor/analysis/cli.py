@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..errors import EXIT_ERROR, error_message
+
 _UPDATE_DESCRIPTION = """\
 Parameter-update similarity (OmniActor): for every decoder layer and projection (q, k, v, o,
 gate, up, down), the cosine between the runs' parameter deltas from the common base, plus
@@ -49,9 +51,7 @@ def _checkpoint_names(items: list[str]) -> dict[str, str]:
 
 
 def _update_similarity(args: argparse.Namespace) -> int:
-    from ..training.data import DataError
     from .domain_data import parse_labelled
-    from .weights import WeightsError
 
     analysis = {"rule": args.rule, "fraction": args.fraction, "reference_layers": args.reference_layers,
                 "min_level": args.min_level, "curve_scope": args.curve, "layers_prefix": args.layers_prefix}
@@ -72,9 +72,9 @@ def _update_similarity(args: argparse.Namespace) -> int:
 
             result, proposal, written = analyze_checkpoints(args.base, parse_labelled(args.runs), args.out,
                                                             progress=not args.no_progress, **analysis)
-    except (ValueError, WeightsError, DataError, FileNotFoundError, KeyError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except (ValueError, KeyError) as err:  # the analyses check their arguments with plain ones too
+        print(f"error: {error_message(err)}", file=sys.stderr)
+        return EXIT_ERROR
     if result.unchanged:
         shown = "; ".join(result.unchanged[:8])
         print(f"warning: {len(result.unchanged)} matri(x/ces) unchanged by a run (no similarity): {shown}",
@@ -87,7 +87,6 @@ def _update_similarity(args: argparse.Namespace) -> int:
 
 
 def _features(args: argparse.Namespace) -> int:
-    from ..training.data import DataError
     from .domain_data import parse_labelled
     from .features import feature_study, write_feature_report
 
@@ -96,9 +95,9 @@ def _features(args: argparse.Namespace) -> int:
                               args.samples, args.pool, args.image_size or None, args.system_prompt, args.center,
                               progress=not args.no_progress)
         written = write_feature_report(study, args.out)
-    except (ValueError, DataError, FileNotFoundError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except ValueError as err:  # plain ones too (a label, a layer list); OSError and the toolkit's: errors.run_command
+        print(f"error: {error_message(err)}", file=sys.stderr)
+        return EXIT_ERROR
     pairs = list(next(iter(next(iter(study.means.values())).values())))  # gui~gui, gui~embodied, ...
     print("mean feature cosine between the samples of two domains (and within one, diagonal left out):")
     print(f"{'checkpoint':>14} {'layer':>5}  " + "  ".join(f"{p:>20}" for p in pairs))

@@ -107,12 +107,21 @@ def _tensor_files(directory: Path) -> dict[str, str]:
     """``{tensor name: file name}`` of a single-file or sharded safetensors checkpoint."""
     index = directory / WEIGHTS_INDEX
     if index.exists():
-        return dict(json.loads(index.read_text())["weight_map"])
+        files = dict(json.loads(index.read_text())["weight_map"])
+        missing = sorted({name for name in files.values() if not (directory / name).is_file()})
+        if missing:
+            raise WeightsError(f"{directory}: safetensors shard(s) listed in {WEIGHTS_INDEX} are missing: "
+                               f"{', '.join(missing[:5])}; copy the whole checkpoint folder again")
+        return files
     if (directory / WEIGHTS_FILE).exists():
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
-        with safe_open(str(directory / WEIGHTS_FILE), framework="pt") as handle:
-            return dict.fromkeys(handle.keys(), WEIGHTS_FILE)
+        try:
+            with safe_open(str(directory / WEIGHTS_FILE), framework="pt") as handle:
+                return dict.fromkeys(handle.keys(), WEIGHTS_FILE)
+        except SafetensorError as err:
+            raise WeightsError(f"{directory / WEIGHTS_FILE}: cannot be read as safetensors ({err}); the file is "
+                               "damaged or cut short: copy the checkpoint again") from None
     if not directory.is_dir():
         raise WeightsError(f"{directory}: not a folder; give a checkpoint folder (config.json + safetensors)")
     raise WeightsError(f"{directory}: no {WEIGHTS_FILE} or {WEIGHTS_INDEX} (only safetensors checkpoints are read)")
@@ -154,14 +163,18 @@ class CheckpointSource:
         return self._where.keys()
 
     def _slice(self, key: str) -> Any:
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
         try:
             stored, file = self._where[key]
         except KeyError:
             raise WeightsError(f"{self.name}: no tensor {key!r}") from None
         if file not in self._handles:
-            self._handles[file] = safe_open(str(self.directory / file), framework="pt")
+            try:
+                self._handles[file] = safe_open(str(self.directory / file), framework="pt")
+            except SafetensorError as err:
+                raise WeightsError(f"{self.directory / file}: cannot be read as safetensors ({err}); the file is "
+                                   "damaged or cut short: copy the checkpoint again") from None
         return self._handles[file].get_slice(stored)
 
     def shape(self, key: str) -> tuple[int, ...]:

@@ -12,21 +12,17 @@ import json
 import sys
 from collections.abc import Sequence
 
-from .io import DatasetFormatError, NotADatasetError
+from ..errors import EPILOG, EXIT_ERROR, EXIT_FOUND_PROBLEMS, run_command
 
 EXIT_OK = 0
-EXIT_INVALID = 1
-EXIT_NOT_A_DATASET = 2
+EXIT_INVALID = EXIT_FOUND_PROBLEMS  # validate: a bad record is a finding
+# a folder that is no dataset, a corrupt manifest, an unreadable record: `error: ...`, exit 2 (errors.run_command)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from .validate import format_report, validate_dataset
 
-    try:
-        report = validate_dataset(args.dir, images=args.images, progress=True)
-    except NotADatasetError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_NOT_A_DATASET
+    report = validate_dataset(args.dir, images=args.images, progress=True)
     print(format_report(report, args.dir))
     return EXIT_OK if report.ok else EXIT_INVALID
 
@@ -34,12 +30,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     from .stats import dataset_stats, format_stats
 
-    try:
-        stats = dataset_stats(args.dir, progress=True)
-    except NotADatasetError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_NOT_A_DATASET
+    stats = dataset_stats(args.dir, progress=True)
     print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
+    problems = [f"{stats['unreadable']:,} unreadable record(s) not counted"] if stats["unreadable"] else []
+    problems += [f"{len(stats['folder_issues'])} folder-level issue(s)"] if stats["folder_issues"] else []
+    if problems:  # counted and shown above; said again where a --json reader looks
+        print(f"warning: {' and '.join(problems)}; `omniactor data validate {args.dir}` lists every problem",
+              file=sys.stderr)
     return EXIT_OK
 
 
@@ -48,12 +45,9 @@ def cmd_export_hf(args: argparse.Namespace) -> int:
 
     try:
         dataset = export_to_hf(args.dir, args.out)
-    except NotADatasetError as err:
+    except ImportError as err:  # `datasets` is optional: the message says how to install it
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_NOT_A_DATASET
-    except (ImportError, FileExistsError, DatasetFormatError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_INVALID
+        return EXIT_ERROR
     print(f"wrote {len(dataset):,} rows to {args.out} (load with datasets.load_from_disk)")
     return EXIT_OK
 
@@ -61,11 +55,7 @@ def cmd_export_hf(args: argparse.Namespace) -> int:
 def cmd_example(args: argparse.Namespace) -> int:
     from .example import write_example_dataset
 
-    try:
-        example = write_example_dataset(args.out, episodes_per_domain=args.episodes, seed=args.seed, faults=args.faults)
-    except FileExistsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_INVALID
+    example = write_example_dataset(args.out, episodes_per_domain=args.episodes, seed=args.seed, faults=args.faults)
     print(f"wrote {example.records} records to {args.out}")
     for fault in example.faults:
         print(
@@ -81,6 +71,7 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> argparse.Argume
         "data",
         help="check, inspect and export datasets in the unified sample format",
         description="Dataset folders hold JSONL shards (one ShareGPT sample per line), images and manifest.json.",
+        epilog=EPILOG,
     )
     commands = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
 
@@ -89,7 +80,8 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> argparse.Argume
         help="check every record; list each bad one as file:line (episode, step): problem",
         description="Check every record of a dataset folder: JSON well-formed, fields and types, <image> markers "
         "equal to the number of images, image files present and decodable, action parseable and in range, "
-        "domain known. Exit 0 when valid, 1 when any record is bad, 2 when DIR is not a dataset folder.",
+        "domain known. Exit 0 when valid, 1 when any record (or the manifest) is bad, 2 when DIR is not a dataset "
+        "folder.",
     )
     validate.add_argument("dir", metavar="DIR", help="the dataset folder")
     validate.add_argument(
@@ -139,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="omniactor")
     add_data_commands(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
     args = parser.parse_args(argv)
-    return args.handler(args)
+    return run_command(args.handler, args)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..errors import OmniactorError, error_message
 from .io import DatasetFormatError, DatasetReader, require_dataset
+from .manifest import load_manifest
 from .sample import Sample
 
 INSTALL_HINT = "exporting to Hugging Face datasets needs the 'datasets' package: pip install 'omniactor[hf]'"
@@ -72,13 +74,16 @@ def _rows(root: str) -> Iterator[dict[str, Any]]:
         try:
             yield hf_row(record.sample, Path(root))
         except OSError as err:
-            raise DatasetFormatError(f"{record.location}: cannot read an image: {err}") from None
+            sample = record.sample
+            raise DatasetFormatError(f"{Path(root) / record.location}: cannot read an image of episode {sample.episode}, "
+                                     f"step {sample.step}: {error_message(err)}") from None
 
 
 def export_to_hf(root: str | os.PathLike, out_dir: str | os.PathLike) -> Any:
     """Write the dataset folder ``root`` as a ``datasets.Dataset`` to ``out_dir``; returns it, loaded from there."""
     datasets = _require_datasets()
     root = require_dataset(root)
+    load_manifest(root)  # a corrupt manifest stops the export here, not inside the generator
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} exists and is not empty")
@@ -90,7 +95,7 @@ def export_to_hf(root: str | os.PathLike, out_dir: str | os.PathLike) -> Any:
                 _rows, features=hf_features(), cache_dir=cache, gen_kwargs={"root": str(root)}
             )
         except Exception as err:  # datasets wraps generator errors; surface ours with its file:line
-            if isinstance(err.__cause__, DatasetFormatError):
+            if isinstance(err.__cause__, OmniactorError):
                 raise err.__cause__ from None
             raise
         dataset.save_to_disk(str(out_dir))

@@ -12,8 +12,9 @@ numpy arrays, encoded bytes or existing files), rotates shards by record count, 
 close merges its counts into the manifest under a lock (temporary file + rename). With
 ``append=True`` it continues after the highest shard number; several writers (parallel
 collectors) may append to one folder at once: each claims shard files exclusively.
-Reading streams line by line, so memory stays flat in the dataset size; a bad record is
-never skipped silently (``errors="raise"``, or ``"warn"`` to count and warn).
+Reading streams line by line, so memory stays flat in the dataset size; a line over
+``MAX_LINE_BYTES`` (16 MiB) is refused without being read whole; a bad record is never
+skipped silently (``errors="raise"``, or ``"warn"`` to count and warn).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
+from ..errors import OmniactorError
 from .domains import action_kind, domain_problems, known_domains
 from .manifest import (
     IMAGE_DIR,
@@ -45,9 +47,10 @@ from .manifest import (
     load_manifest,
     manifest_lock,
     save_manifest,
+    shard_count_problems,
     write_json_atomic,
 )
-from .sample import Problem, Sample, SampleError, check_record
+from .sample import Problem, Sample, SampleError, check_record, image_path_problem
 
 ImageLike = Image.Image | np.ndarray | bytes | bytearray | str | os.PathLike
 ErrorMode = Literal["raise", "warn"]
@@ -56,13 +59,16 @@ _SHARD_NAME = re.compile(r"^shard-(\d+)\.jsonl$")
 _IMAGE_FORMATS = {"png": ("PNG", "png"), "jpeg": ("JPEG", "jpg"), "jpg": ("JPEG", "jpg"), "webp": ("WEBP", "webp")}
 _MAGIC = [(b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpg"), (b"GIF8", "gif"), (b"BM", "bmp")]
 _FILE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"}
+#: the longest shard line read: a record with its prompts and meta takes kilobytes; a longer line
+#: (an image embedded as text, a runaway writer) is reported as bad without being read into memory
+MAX_LINE_BYTES = 16 * 2**20
 
 
-class NotADatasetError(FileNotFoundError):
+class NotADatasetError(OmniactorError, FileNotFoundError):
     """A folder with neither ``manifest.json`` nor ``shards/``."""
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(OmniactorError, ValueError):
     """A record that cannot be read; the message starts with ``file:line``."""
 
 
@@ -101,12 +107,43 @@ class Line:
     error: str | None = None
 
 
+def _read_line(f: Any) -> tuple[bytes | None, int]:
+    """The next line's bytes (``b""`` at the end of the file), or None and its length when it is
+    longer than ``MAX_LINE_BYTES``: the rest of such a line is skipped, never held in memory."""
+    raw = f.readline(MAX_LINE_BYTES + 1)
+    if len(raw) <= MAX_LINE_BYTES or raw.endswith(b"\n"):
+        return raw, len(raw)
+    size = len(raw)
+    while True:
+        part = f.readline(1 << 20)
+        size += len(part)
+        if not part or part.endswith(b"\n"):
+            return None, size
+
+
+def _too_long(size: int) -> str:
+    return (f"the line is {size / 2**20:.1f} MiB, over the {MAX_LINE_BYTES / 2**20:g} MiB a record may take "
+            "(MAX_LINE_BYTES in omniactor.data.io); keep images in files under images/, not inside records")
+
+
 def iter_lines(root: str | os.PathLike) -> Iterator[Line]:
-    """Every line of every shard, with its file and 1-based line number."""
+    """Every line of every shard, with its file and 1-based line number.
+
+    A line that is not UTF-8, or longer than ``MAX_LINE_BYTES``, comes with ``text=None`` and
+    ``error`` saying why (a too-long line is skipped without reading it into memory).
+    """
     root = Path(root)
     for rel in shard_paths(root):
         with open(root / rel, "rb") as f:
-            for number, raw in enumerate(f, 1):
+            number = 0
+            while True:
+                raw, size = _read_line(f)
+                if raw == b"":
+                    break
+                number += 1
+                if raw is None:
+                    yield Line(rel, number, None, True, _too_long(size))
+                    continue
                 complete = raw.endswith(b"\n")
                 try:
                     text = raw.decode("utf-8").rstrip("\r\n")
@@ -122,13 +159,22 @@ def json_error_message(err: json.JSONDecodeError, complete: bool) -> str:
     return f"not valid JSON{cut}: {err.msg} (column {err.colno})"
 
 
-def parse_line(line: Line) -> Sample:
-    """The sample of one shard line; ``DatasetFormatError`` (starting ``file:line``) otherwise."""
-    where = f"{line.file}:{line.line}"
+def episode_and_step(data: Any) -> str:
+    """`` (episode E, step S)`` of a parsed record whose meta says so, else ``""``."""
+    meta = data.get("meta") if isinstance(data, dict) else None
+    if not isinstance(meta, dict) or ("episode" not in meta and "step" not in meta):
+        return ""
+    return f" (episode {meta.get('episode', '?')}, step {meta.get('step', '?')})"
+
+
+def parse_line(line: Line, root: str | os.PathLike | None = None) -> Sample:
+    """The sample of one shard line; ``DatasetFormatError`` otherwise, whose message starts
+    ``file:line`` (under ``root`` when given) and names the record's episode, step and fields."""
+    where = f"{line.file if root is None else Path(root) / line.file}:{line.line}"
     if line.text is None:
         raise DatasetFormatError(f"{where}: {line.error}")
     if not line.text.strip():
-        raise DatasetFormatError(f"{where}: empty line")
+        raise DatasetFormatError(f"{where}: empty line (every line of a shard must be one record)")
     try:
         data = json.loads(line.text)
     except json.JSONDecodeError as err:
@@ -136,7 +182,8 @@ def parse_line(line: Line) -> Sample:
     try:
         return Sample.from_json(data)
     except SampleError as err:
-        raise DatasetFormatError(f"{where}: {err}") from None
+        problems = "; ".join(str(p) for p in err.problems)
+        raise DatasetFormatError(f"{where}{episode_and_step(data)}: {problems}") from None
 
 
 @dataclass(frozen=True)
@@ -156,7 +203,9 @@ class DatasetReader:
     """Streams the samples of a dataset folder, shard by shard, line by line.
 
     ``errors="raise"`` (default) stops at the first bad record with ``file:line`` and the
-    reason; ``errors="warn"`` warns, counts it in ``skipped`` and goes on.
+    reason; ``errors="warn"`` warns, counts it in ``skipped`` and goes on. A read to the end
+    also checks each shard's line count against the manifest (a shard cut short, an empty
+    one): ``DatasetFormatError`` (or, with ``"warn"``, a warning and ``folder_problems``).
     """
 
     def __init__(self, root: str | os.PathLike, errors: ErrorMode = "raise"):
@@ -166,6 +215,7 @@ class DatasetReader:
         self.errors = errors
         self.manifest: Manifest | None = load_manifest(self.root)
         self.skipped = 0
+        self.folder_problems: list[str] = []
 
     @property
     def shards(self) -> list[str]:
@@ -178,9 +228,11 @@ class DatasetReader:
         return sum(1 for _ in iter_lines(self.root))
 
     def records(self) -> Iterator[Record]:
+        lines_per_shard = {rel: 0 for rel in self.shards}
         for line in iter_lines(self.root):
+            lines_per_shard[line.file] = line.line
             try:
-                sample = parse_line(line)
+                sample = parse_line(line, self.root)
             except DatasetFormatError as err:
                 if self.errors == "raise":
                     raise
@@ -188,20 +240,38 @@ class DatasetReader:
                 warnings.warn(f"skipped {err}", stacklevel=2)
                 continue
             yield Record(line.file, line.line, sample)
+        self.folder_problems = [f"{self.root / rel}: {what}" for rel, what in
+                                shard_count_problems(self.manifest, lines_per_shard)]
+        if self.folder_problems:
+            message = "; ".join(self.folder_problems) + f" (`omniactor data validate {self.root}` checks the folder)"
+            if self.errors == "raise":
+                raise DatasetFormatError(message)
+            warnings.warn(message, stacklevel=2)
 
     def __iter__(self) -> Iterator[Sample]:
         return (record.sample for record in self.records())
 
     def image_path(self, relative: str) -> Path:
+        """The file of an image path of a record (refused when it is not a clean path inside the folder)."""
+        problem = image_path_problem(relative)
+        if problem:
+            raise DatasetFormatError(f"{self.root}: image path {problem}")
         return self.root / relative
 
     def load_images(self, sample: Sample, mode: str | None = "RGB") -> list[Image.Image]:
-        """The sample's images, decoded (converted to ``mode`` unless None)."""
+        """The sample's images, decoded (converted to ``mode`` unless None); ``DatasetFormatError``
+        names the record and the image when one is missing or cannot be decoded."""
         out = []
-        for rel in sample.images:
-            with Image.open(self.image_path(rel)) as image:
-                image.load()
-                out.append(image.convert(mode) if mode else image.copy())
+        for i, rel in enumerate(sample.images):
+            path = self.image_path(rel)
+            try:
+                with Image.open(path) as image:
+                    image.load()
+                    out.append(image.convert(mode) if mode else image.copy())
+            except (OSError, SyntaxError, ValueError) as err:  # what PIL raises for a bad file
+                why = "file not found" if not path.is_file() else f"cannot be decoded ({type(err).__name__}: {err})"
+                raise DatasetFormatError(f"{self.root}: {sample.where}: images[{i}]: {rel}: {why} "
+                                         f"(`omniactor data validate {self.root}` lists every such record)") from None
         return out
 
 

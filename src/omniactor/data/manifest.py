@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..actions import ActionNormalizer, ContinuousSpace, DiscreteSpace
+from ..errors import OmniactorError
 from .domains import DEFAULT_DOMAINS, check_domain_declarations, known_domains
 
 FORMAT_NAME = "omniactor-sharegpt"
@@ -40,7 +41,7 @@ IMAGE_DIR = "images"
 ActionSpace = ContinuousSpace | DiscreteSpace
 
 
-class ManifestError(ValueError):
+class ManifestError(OmniactorError, ValueError):
     """A manifest that cannot be read, or two that cannot be merged."""
 
 
@@ -339,6 +340,26 @@ def load_manifest(root: str | os.PathLike) -> Manifest | None:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ManifestError(f"{path}: not valid JSON ({err})") from None
     return Manifest.from_json(data)
+
+
+def shard_count_problems(manifest: Manifest | None, lines_per_shard: dict[str, int]) -> list[tuple[str, str]]:
+    """``(shard, what)`` for each shard whose line count differs from the manifest's, that the
+    manifest lists but is not on disk, or that is on disk but not listed.
+
+    ``lines_per_shard``: the lines read from every shard file on disk (0 for an empty file)."""
+    if manifest is None:
+        return []
+    problems = []
+    for rel, expected in sorted(manifest.shards.items()):
+        found = lines_per_shard.get(rel)
+        if found is None:
+            problems.append((rel, f"listed in {MANIFEST_FILE} with {expected} records but missing"))
+        elif found != expected:
+            empty = " (an empty file: was the disk full?)" if found == 0 else ""
+            problems.append((rel, f"{MANIFEST_FILE} says {expected} records but the file has {found} lines{empty}"))
+    problems += [(rel, f"not listed in {MANIFEST_FILE} (from a writer that did not close?)")
+                 for rel in lines_per_shard if rel not in manifest.shards]
+    return problems
 
 
 def dumps_readable(data: Any, indent: str = "") -> str:

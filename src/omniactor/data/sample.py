@@ -23,12 +23,14 @@ the writer and the validator alike), each naming the field it is about.
 
 from __future__ import annotations
 
+import math
 import numbers
 import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..actions import Action, ActionError, action_from_json, action_to_json, format_action, parse_action
+from ..errors import OmniactorError
 
 IMAGE_MARKER = "<image>"
 HUMAN = "human"
@@ -48,7 +50,7 @@ class Problem:
         return f"{self.field}: {self.message}"
 
 
-class SampleError(ValueError):
+class SampleError(OmniactorError, ValueError):
     """A record that is not a valid sample; ``problems`` lists every reason."""
 
     def __init__(self, problems: list[Problem], where: str = ""):
@@ -81,6 +83,32 @@ def image_path_problem(path: str) -> str | None:
     if ".." in posixpath.normpath(path).split("/"):
         return f"{path!r} points outside the dataset folder"
     return None
+
+
+def non_finite_numbers(value: Any, path: str = "") -> list[tuple[str, float]]:
+    """``(field, value)`` of every NaN or infinite number in parsed JSON (Python's ``json`` reads
+    ``NaN``, ``Infinity`` and ``1e999`` without complaint; strict JSON has no such numbers)."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [(path, value)]
+    if isinstance(value, dict):
+        return [found for k, v in value.items() for found in non_finite_numbers(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, list):
+        return [found for i, v in enumerate(value) for found in non_finite_numbers(v, f"{path}[{i}]")]
+    return []
+
+
+def _non_finite_problems(data: dict[str, Any]) -> list[Problem]:
+    action = data.get("action")
+    names = action.get("names") if isinstance(action, dict) else None
+    problems = []
+    for path, value in non_finite_numbers(data):
+        index = path[len("action.values["):-1] if path.startswith("action.values[") else ""
+        if index.isdigit() and isinstance(names, list) and int(index) < len(names):
+            path += f" ({names[int(index)]})"
+        shown = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        problems.append(Problem(path, f"is {shown}, not a number JSON can hold; write a finite number (a writer "
+                                      "using json.dumps(..., allow_nan=False) refuses it) or drop the record"))
+    return problems
 
 
 def _check_conversations(turns: Any, problems: list[Problem]) -> bool:
@@ -133,9 +161,9 @@ def _check_meta(meta: Any, problems: list[Problem]) -> None:
 def check_record(data: Any) -> RecordCheck:
     """Every problem of one raw record (a parsed JSON line), and its action when that parsed.
 
-    Checks fields and types, the turn order, ``<image>`` markers against ``images``, the
-    action JSON (including GUI points in ``[0, 1]``) and that the last gpt turn parses to
-    that same action. Dataset-level checks (known domains, declared action spaces, image
+    Checks fields and types, the turn order, ``<image>`` markers against ``images``, that no
+    number is NaN or infinite, the action JSON (including GUI points in ``[0, 1]``) and that
+    the last gpt turn parses to that same action. Dataset-level checks (known domains, declared action spaces, image
     files) live in ``validate.py``.
     """
     problems: list[Problem] = []
@@ -181,8 +209,10 @@ def check_record(data: Any) -> RecordCheck:
                     Problem(f"conversations[{i}].value", f"a gpt turn must not hold {IMAGE_MARKER} markers")
                 )
 
+    non_finite = _non_finite_problems(data)
+    problems += non_finite
     action: Action | None = None
-    if "action" in data:
+    if "action" in data and not any(p.field.startswith("action") for p in non_finite):  # one cause, one message
         try:
             action = action_from_json(data["action"])
         except ActionError as err:

@@ -3,7 +3,9 @@
 Counts per domain, source and action type; episodes and steps per episode; per source,
 continuous action statistics per dimension (mean, std, min, max, p01, p99: exact up to
 ``quantile_capacity`` actions, from a uniform sample beyond) and discrete action
-frequencies. Records that cannot be read are counted (``unreadable``), never skipped silently.
+frequencies. Records that cannot be read are counted (``unreadable``, with the first few
+reasons), never skipped silently; so are shards whose line counts differ from ``manifest.json``
+and a missing manifest (``folder_issues``). A manifest that cannot be read is a ``ManifestError``.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from .domains import action_kind
-from .io import DatasetFormatError, iter_lines, parse_line, require_dataset
-from .manifest import ActionStatsAccumulator, load_manifest
+from .io import DatasetFormatError, iter_lines, parse_line, require_dataset, shard_paths
+from .manifest import MANIFEST_FILE, ActionStatsAccumulator, load_manifest, shard_count_problems
 
 
 def _counter(counter: Counter) -> dict[str, int]:
@@ -38,16 +40,18 @@ def dataset_stats(
     steps: Counter = Counter()  # (source, episode) -> steps
     records = unreadable = images = 0
     first_unreadable: list[str] = []
+    lines_per_shard = {rel: 0 for rel in shard_paths(root)}
 
+    manifest = load_manifest(root)
     lines = iter_lines(root)
     if progress:
         from tqdm import tqdm
 
-        manifest = load_manifest(root)
         lines = tqdm(lines, total=manifest.num_records if manifest else None, unit="rec", desc="stats", disable=None)
     for line in lines:
+        lines_per_shard[line.file] = line.line
         try:
-            sample = parse_line(line)
+            sample = parse_line(line, root)
         except DatasetFormatError as err:
             unreadable += 1
             if len(first_unreadable) < 5:
@@ -72,6 +76,9 @@ def dataset_stats(
             else:
                 mixed_dimensions.add(sample.source)
 
+    folder_issues = [f"{rel}: {what}" for rel, what in shard_count_problems(manifest, lines_per_shard)]
+    if manifest is None:
+        folder_issues.insert(0, f"{MANIFEST_FILE}: missing (the writer did not close?); counts are the records' own")
     lengths = np.asarray(list(steps.values()), dtype=np.float64)
     episodes_per_source: Counter = Counter(source for source, _ in steps)
     out: dict[str, Any] = {
@@ -79,6 +86,7 @@ def dataset_stats(
         "records": records,
         "unreadable": unreadable,
         "unreadable_examples": first_unreadable,
+        "folder_issues": folder_issues,
         "images": images,
         "episodes": len(steps),
         "steps_per_episode": (
@@ -131,6 +139,8 @@ def format_stats(stats: dict[str, Any]) -> str:
     if stats["unreadable"]:
         out.append(f"  {stats['unreadable']:,} unreadable record(s) not counted below; run `omniactor data validate`:")
         out += [f"    {example}" for example in stats["unreadable_examples"]]
+    for issue in stats.get("folder_issues", []):
+        out.append(f"  {issue}")
     spe = stats["steps_per_episode"]
     if spe:
         out.append(

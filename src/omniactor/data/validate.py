@@ -24,7 +24,7 @@ from PIL import Image
 
 from .domains import action_kind, domain_problems, known_domains
 from .io import Line, iter_lines, json_error_message, require_dataset, shard_paths
-from .manifest import MANIFEST_FILE, Manifest, ManifestError, load_manifest
+from .manifest import MANIFEST_FILE, Manifest, ManifestError, load_manifest, shard_count_problems
 from .sample import check_record, image_path_problem
 
 ImageCheck = Literal["exists", "verify", "decode"]
@@ -176,19 +176,7 @@ class _Checker:
 
 
 def _shard_issues(manifest: Manifest | None, lines_per_shard: dict[str, int]) -> list[Issue]:
-    if manifest is None:
-        return []
-    issues = []
-    for rel, expected in sorted(manifest.shards.items()):
-        found = lines_per_shard.get(rel)
-        if found is None:
-            issues.append(Issue.folder(rel, f"listed in {MANIFEST_FILE} with {expected} records but missing"))
-        elif found != expected:
-            issues.append(Issue.folder(rel, f"{MANIFEST_FILE} says {expected} records but the file has {found} lines"))
-    for rel in lines_per_shard:
-        if rel not in manifest.shards:
-            issues.append(Issue.folder(rel, f"not listed in {MANIFEST_FILE} (from a writer that did not close?)"))
-    return issues
+    return [Issue.folder(rel, message) for rel, message in shard_count_problems(manifest, lines_per_shard)]
 
 
 def validate_dataset(
@@ -210,7 +198,8 @@ def validate_dataset(
             missing = "missing (the writer did not close?); counts and action spaces are unknown"
             report.issues.append(Issue.folder(MANIFEST_FILE, missing))
     except ManifestError as err:
-        report.issues.append(Issue.folder(MANIFEST_FILE, str(err)))
+        message = str(err)  # load_manifest names the file, and so does the issue
+        report.issues.append(Issue.folder(MANIFEST_FILE, message.removeprefix(f"{root / MANIFEST_FILE}: ")))
 
     checker = _Checker(root, manifest, images)
     lines_per_shard = {rel: 0 for rel in shard_paths(root)}

@@ -9,6 +9,11 @@ architecture that plain ``transformers`` loads with no omniactor code.
 Weights are never initialised twice: models are built with empty parameters
 (``accelerate.init_empty_weights``; buffers such as rotary frequencies stay real) and the
 checkpoint's tensors are assigned, so loading a 7B model costs its memory once.
+
+A folder that cannot be loaded raises ``CheckpointError`` naming the folder and the file (a
+missing ``config.json``, a safetensors shard the index lists but the folder lacks, a
+truncated shard, tensors that do not fit the model); ``CheckpointFileMissing`` when a file
+is absent (also a ``FileNotFoundError``).
 """
 
 from __future__ import annotations
@@ -21,12 +26,21 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import OmniactorError
 from .adapters import ADAPTERS_KEY, adapter_config, attach_adapters
 from .heterogeneity import CONFIG_KEY, HeterogeneityConfig, convert, heterogeneity_config
 
 WEIGHTS_INDEX = "model.safetensors.index.json"
 WEIGHTS_FILE = "model.safetensors"
 _MODEL_FILES = {"config.json", "generation_config.json", WEIGHTS_INDEX}
+
+
+class CheckpointError(OmniactorError, ValueError):
+    """A checkpoint folder that cannot be loaded or exported as asked (the message names it and the file)."""
+
+
+class CheckpointFileMissing(CheckpointError, FileNotFoundError):
+    """A file a checkpoint needs is not in its folder (``config.json``, a safetensors shard)."""
 
 
 def _model_class(config: Any) -> type[nn.Module]:
@@ -37,24 +51,38 @@ def _model_class(config: Any) -> type[nn.Module]:
         cls = getattr(transformers, name, None)
         if cls is not None:
             return cls
-    raise ValueError(f"config.architectures={names} names no transformers class; is this a model folder?")
+    raise CheckpointError(f"config.architectures={names} names no transformers class; is this a model folder?")
 
 
 def read_state_dict(directory: str | Path) -> dict[str, torch.Tensor]:
     """All tensors of a folder's safetensors file(s) (single file or sharded with an index)."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     directory = Path(directory)
     index = directory / WEIGHTS_INDEX
     if index.exists():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        try:
+            files = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as err:  # bad JSON, no weight_map, not a mapping
+            raise CheckpointError(f"{index}: not a safetensors index ({type(err).__name__}: {err}); re-save the "
+                                  "checkpoint") from None
     elif (directory / WEIGHTS_FILE).exists():
         files = [WEIGHTS_FILE]
     else:
-        raise FileNotFoundError(f"no {WEIGHTS_FILE} or {WEIGHTS_INDEX} in {directory} (only safetensors are read)")
+        raise CheckpointFileMissing(f"no {WEIGHTS_FILE} or {WEIGHTS_INDEX} in {directory} (only safetensors are read)")
+    missing = [name for name in files if not (directory / name).is_file()]
+    if missing:
+        raise CheckpointFileMissing(f"{directory}: {len(missing)} of the {len(files)} safetensors shard(s) listed in "
+                                    f"{WEIGHTS_INDEX} are missing: {', '.join(missing[:5])}; copy the whole "
+                                    "checkpoint folder again")
     state: dict[str, torch.Tensor] = {}
     for name in files:
-        state.update(load_file(str(directory / name)))
+        try:
+            state.update(load_file(str(directory / name)))
+        except (SafetensorError, OSError) as err:  # a damaged or truncated file
+            raise CheckpointError(f"{directory / name}: cannot be read as safetensors ({type(err).__name__}: {err}); "
+                                  "the file is damaged or cut short: copy the checkpoint again") from None
     return state
 
 
@@ -77,7 +105,7 @@ def _assign(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> nn.
     state = {**{k: buffers[k] for k in expected - set(state) if k in buffers and k.startswith("omniactor_")}, **state}
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
-        raise ValueError(
+        raise CheckpointError(
             f"{where}: checkpoint does not match the model: {len(missing)} missing tensor(s) "
             f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
         )
@@ -112,6 +140,9 @@ def load_pretrained(directory: str | Path, dtype: torch.dtype | None = None, dev
     from transformers import AutoConfig
 
     directory = Path(directory)
+    if not (directory / "config.json").is_file():
+        what = "no such folder" if not directory.is_dir() else "no config.json; is this a checkpoint folder?"
+        raise CheckpointFileMissing(f"{directory}: {what}")
     config = AutoConfig.from_pretrained(directory, local_files_only=True)
     state = read_state_dict(directory)
     model = empty_model(config, heterogeneity_config(config))
@@ -133,9 +164,10 @@ def dense_state_dict(model: nn.Module, domain: str) -> dict[str, torch.Tensor]:
     if het is None or het.variant == "dense":
         return state
     if het.variant == "router":
-        raise ValueError("a router model routes tokens, not domains: it has no single dense path per domain to export")
+        raise CheckpointError("a router model routes tokens, not domains: it has no single dense path per domain "
+                              "to export")
     if domain not in het.domains:
-        raise ValueError(f"unknown domain {domain!r}; this model has domains {list(het.domains)}")
+        raise CheckpointError(f"unknown domain {domain!r}; this model has domains {list(het.domains)}")
     mine = f"experts.{domain}."
     out = {}
     for key, value in state.items():

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def _export(args: argparse.Namespace) -> int:
     from .checkpoint import export_dense
 
-    try:
-        out = export_dense(args.checkpoint, args.domain, args.out)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    out = export_dense(args.checkpoint, args.domain, args.out)  # a CheckpointError: `error: ...`, exit 2
     print(f"wrote the {args.domain} path of {args.checkpoint} as a plain checkpoint to {out}")
     return 0
 

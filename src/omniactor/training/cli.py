@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from ..errors import EPILOG, run_command
+
 
 def _train(args: argparse.Namespace) -> int:
     from .config import config_help, load_config
@@ -14,19 +16,10 @@ def _train(args: argparse.Namespace) -> int:
         for key, text in config_help().items():
             print(f"{key:24} {text}")
         return 0
-    try:
-        config = load_config(args.config, args.overrides)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    from .data import DataError
+    config = load_config(args.config, args.overrides)  # a ConfigError names the key: `error: ...`, exit 2
     from .loop import train
 
-    try:
-        result = train(config, progress=not args.no_progress)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    result = train(config, progress=not args.no_progress)  # so does a DataError, before training starts
     print(json.dumps(result))
     return 0
 
@@ -39,6 +32,7 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
         "action_tokenizers.embodied.name=rvq). Several processes: `accelerate launch -m omniactor.training.cli "
         "--config ...` or torchrun. Re-running the same command resumes from the newest checkpoint. "
         "`--list-keys` lists every key with its meaning.",
+        epilog=EPILOG,
     )
     train.add_argument("--config", help="YAML run config (see configs/)")
     train.add_argument("overrides", nargs="*", help="key=value overrides, e.g. variant=hard max_steps=200")
@@ -51,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="omniactor")
     add_train_command(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
-    return args.handler(args)
+    return run_command(args.handler, args)
 
 
 if __name__ == "__main__":

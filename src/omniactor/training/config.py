@@ -1,19 +1,28 @@
 """The run configuration of ``omniactor train``: one YAML file, ``key=value`` overrides.
 
 Every field carries a one-line help (``config_help()``); unknown keys fail with a "did you
-mean". The resolved configuration is written beside the run's outputs (``config.yaml``).
+mean", and a value of the wrong type (``max_steps=abc``, ``batch_size: "x"``, ``domains: gui``)
+with the key and the type it takes, as a ``ConfigError``, before anything runs. The
+resolved configuration is written beside the run's outputs (``config.yaml``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ..errors import OmniactorError
+
+
+class ConfigError(OmniactorError, ValueError):
+    """A run configuration that cannot be used: an unknown key, a value of the wrong type, bad YAML."""
 
 
 @dataclass
@@ -164,54 +173,117 @@ def config_help() -> dict[str, str]:
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
-    """A dataclass of ``cls`` from plain data, refusing unknown keys with a suggestion."""
+    """A dataclass of ``cls`` from plain data, refusing unknown keys (with a suggestion) and wrong types."""
     if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{where}: expected a mapping of keys to values, got {data!r:.80}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in data.items():
         if key not in fields:
-            close = difflib.get_close_matches(key, fields, n=1)
+            close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"{where}: unknown key {key!r}{hint}")
+            raise ConfigError(f"{where}: unknown key {key!r}{hint}")
         if cls is TrainConfig and key in ("data", "eval_data"):
+            if isinstance(value, (str, dict)):  # one folder
+                value = [value]
+            if value is not None and not isinstance(value, list):
+                raise ConfigError(f"{where}.{key}: {value!r:.80} is not a list of dataset folders")
             value = [_build(SourceConfig, v if isinstance(v, dict) else {"path": v}, f"{where}.{key}[{i}]")
                      for i, v in enumerate(value or [])]
         elif cls is TrainConfig and key == "action_tokenizers":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}.{key}: {value!r:.80} is not a mapping of domains to tokenizers")
             value = {d: _build(ActionTokenizerConfig, v, f"{where}.action_tokenizers.{d}") for d, v in value.items()}
-        kwargs[key] = _coerce(value, hints.get(key), f"{where}.{key}")
+        kwargs[key] = _coerce(value, hints.get(key, Any), f"{where}.{key}")
     return cls(**kwargs)
 
 
+_WORDS = {int: ("a whole number", "whole numbers"), float: ("a number", "numbers"), bool: ("true or false", "true/false"),
+          str: ("a text", "texts"), type(None): ("null", "nulls"), Any: ("anything", "values")}
+
+
+def _type_name(hint: Any, plural: bool = False) -> str:
+    """A type hint in words, for messages (``int | None`` -> 'a whole number or null')."""
+    args = typing.get_args(hint)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a, plural) for a in args)
+    if origin is list:
+        return ("lists" if plural else "a list") + (f" of {_type_name(args[0], True)}" if args else "")
+    if origin is dict:
+        return ("mappings" if plural else "a mapping") + (f" of names to {_type_name(args[1], True)}" if args else "")
+    if hint in _WORDS:
+        return _WORDS[hint][plural]
+    return ("mappings" if plural else "a mapping") if dataclasses.is_dataclass(hint) else str(hint)
+
+
 def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """YAML reads ``3e-3`` as a string (YAML 1.1 wants ``3.0e-3``): take numbers as numbers."""
-    if isinstance(value, str) and hint in (float, "float", float | None, int | None, int, "int"):
-        wants_int = hint in (int, "int", int | None)
-        try:
-            return int(value) if wants_int else float(value)
-        except ValueError:
-            raise ValueError(f"{where}: {value!r} is not a {'whole ' if wants_int else ''}number") from None
+    """``value`` checked against the field's type hint; ``ConfigError`` names the key and the type.
+
+    YAML reads ``3e-3`` as a string (YAML 1.1 wants ``3.0e-3``): numbers written as text are
+    taken as numbers; a whole number is taken where a number is asked for."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    wrong = ConfigError(f"{where}: {value!r:.80} is not {_type_name(hint)}")
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = None  # the error inside a list or mapping of the value's own kind says more
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, option, where)
+            except ConfigError as err:
+                if typing.get_origin(option) in (list, dict) and isinstance(value, typing.get_origin(option)):
+                    inner = err
+        raise inner or wrong
+    if origin is list:
+        if not isinstance(value, list):
+            raise wrong
+        return [_coerce(v, args[0] if args else Any, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise wrong
+        return {str(k): _coerce(v, args[1] if args else Any, f"{where}.{k}") for k, v in value.items()}
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise wrong
+    if hint in (int, float):
+        if isinstance(value, str):
+            try:
+                value = int(value) if hint is int else float(value)
+            except ValueError:
+                raise wrong from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (hint is int and not isinstance(value, int)):
+            raise wrong
+        return hint(value)
+    if isinstance(hint, type) and not isinstance(value, hint):
+        raise wrong
     return value
 
 
-def _parse_value(text: str) -> Any:
-    return yaml.safe_load(text) if text != "" else ""
+def _parse_value(text: str, item: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {item!r}: the value is not valid YAML ({str(err).splitlines()[0]})") from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """``key=value`` (dotted keys for nested mappings; values parsed as YAML) applied to ``data``."""
     for item in overrides:
         if "=" not in item:
-            raise ValueError(f"override {item!r} must look like key=value (e.g. variant=hard)")
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. variant=hard)")
         key, value = item.split("=", 1)
         node = data
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ValueError(f"override {item!r}: {part!r} is not a mapping")
-        node[parts[-1]] = _parse_value(value)
+                raise ConfigError(f"override {item!r}: {part!r} is not a mapping")
+        node[parts[-1]] = _parse_value(value, item)
     return data
 
 
@@ -223,15 +295,22 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
     """The config of a YAML file (or the defaults) with overrides applied."""
     data: dict[str, Any] = {}
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text())
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path}: not a valid YAML config: {err}") from None
         data = loaded or {}
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: a config file holds a mapping of keys to values")
+            raise ConfigError(f"{path}: a config file holds a mapping of keys to values")
     data = apply_overrides(data, list(overrides))
     where = str(path) if path else "config"
     if "action_tokenizers" in data:  # a partial mapping overrides the defaults per domain
         merged = {d: dataclasses.asdict(v) for d, v in TrainConfig().action_tokenizers.items()}
-        for domain, given in (data["action_tokenizers"] or {}).items():
+        given_tokenizers = data["action_tokenizers"] or {}
+        if not isinstance(given_tokenizers, dict):
+            raise ConfigError(f"{where}.action_tokenizers: {given_tokenizers!r:.80} is not a mapping of domains "
+                              "to tokenizers")
+        for domain, given in given_tokenizers.items():
             base = merged.get(domain, {"name": None, "args": {}})
             if isinstance(given, dict) and given.get("name", base["name"]) != base["name"]:
                 base = {"name": given["name"], "args": {}}  # another tokenizer: the old args do not apply

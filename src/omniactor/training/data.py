@@ -34,6 +34,7 @@ from ..actions.tokenizers.base import ActionTokenizer, CodeTokenizer
 from ..data import DatasetReader, validate_dataset
 from ..data.prompts import human_turn
 from ..data.sample import IMAGE_MARKER
+from ..errors import OmniactorError
 from ..models.chat import StateLayout, chat_inputs, end_of_turn_id, per_domain, with_state_marker
 from .config import SourceConfig
 
@@ -47,7 +48,7 @@ ACTION_CLASS = "action_class"
 HEAD_TARGETS = (ACTION_TARGET, ACTION_CLASS)
 
 
-class DataError(ValueError):
+class DataError(OmniactorError, ValueError):
     """The training data cannot be used as given (the message names the records)."""
 
 
@@ -81,9 +82,11 @@ def collect_items(
         if validation.issues and not skip_invalid:
             shown = "\n".join(issue.format(root) for issue in validation.issues[:20])
             more = len(validation.issues) - 20
+            folder = len(validation.dataset_issues)
+            found = f"{validation.bad} bad record(s)" + (f" and {folder} folder-level issue(s)" if folder else "")
             raise DataError(
-                f"{root}: {validation.bad} bad record(s); training refuses to start (pass skip_invalid=true to "
-                f"skip them and count them):\n{shown}" + (f"\n... and {more} more" if more > 0 else "")
+                f"{root}: {found}; training refuses to start (pass skip_invalid=true to skip bad records and count "
+                f"them):\n{shown}" + (f"\n... and {more} more" if more > 0 else "")
             )
         report["skipped_invalid"] += validation.bad  # every bad record, readable or not
         for record in DatasetReader(root, errors="warn").records():
