@@ -80,3 +80,19 @@ def test_expert_succeeds(task):
                 break
         assert result.success and result.terminated, (task, seed, env.steps)
     env.close()
+
+
+def test_the_first_frame_does_not_depend_on_the_episode_before():
+    """The reset moves goal and objects; the first frame must show them there, not where the
+    previous episode of the process left them (which worker ran what then changed the data)."""
+    require("metaworld")
+    from omniactor.data.collect import Job, run_episode
+
+    fresh = make_env("metaworld", "push", image_size=64)
+    used = make_env("metaworld", "push", image_size=64)
+    try:
+        assert run_episode(used, make_expert("metaworld", used), Job("push-v3", 0, 3, "train")).success  # moves the puck
+        assert np.array_equal(fresh.reset(5).image, used.reset(5).image)
+    finally:
+        fresh.close()
+        used.close()

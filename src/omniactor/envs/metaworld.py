@@ -205,6 +205,11 @@ class MetaWorldEnv(Env):
         try:
             self.env.seed(seed)
             self._obs, _ = self.env.reset()
+            import mujoco
+
+            # the reset moves the goal and objects without updating the derived positions the
+            # renderer draws: the first frame showed the previous episode's goal
+            mujoco.mj_forward(self.env.model, self.env.data)
         except Exception as err:  # MuJoCo errors are not one type
             raise EnvError(f"Meta-World {self.task} reset failed: {err}") from err
         self._success = False
