@@ -8,7 +8,8 @@ import pytest
 DOMAINS = ("gui", "gui_grid", "embodied", "discrete")
 
 
-def build_random_agent(text_limit: int = 8, **options):
+def build_random_agent(text_limit: int = 8, classification: bool = False, **options):
+    """``classification``: BabyAI's domain acts by a classification head (as in the demo)."""
     from omniactor.actions import BABYAI_ACTIONS, XYZ_GRIPPER, ContinuousAction
     from omniactor.actions.tokenizers import build_action_tokenizer
     from omniactor.agent import Agent, AgentSettings
@@ -27,8 +28,13 @@ def build_random_agent(text_limit: int = 8, **options):
                   "embodied": embodied, "discrete": build_action_tokenizer("discrete_semlang", names=BABYAI_ACTIONS)}
     for tokenizer in tokenizers.values():
         add_action_vocabulary(model, processor.tokenizer, tokenizer)
+    if classification:
+        from omniactor.models.chat import add_adapters
+
+        add_adapters(model, processor.tokenizer, classification_sizes={"discrete": len(BABYAI_ACTIONS)})
     convert(model, HeterogeneityConfig("omniactor", shared_layers=1, domains=DOMAINS))
-    settings = AgentSettings(list(DOMAINS), history=2, image_size=56, system_prompts={d: "" for d in DOMAINS})
+    settings = AgentSettings(list(DOMAINS), history=2, image_size=56, system_prompts={d: "" for d in DOMAINS},
+                             classification_heads=["discrete"] if classification else [])
     return Agent(model, processor, tokenizers, settings, max_text_chars=text_limit, **options)
 
 

@@ -20,7 +20,10 @@ regression head (``regression_heads``) acts by that head by default: one forward
 the prompt, the head's ``[-1, 1]`` output mapped back by the domain tokenizer's normaliser;
 one trained with a classification head (``classification_heads``) picks the action of the
 head's highest logit, or samples the head's distribution when the agent samples
-(``use_heads=False`` writes the answer tokens instead). Model output never ends
+(``use_heads=False`` writes the answer tokens instead). A sampled answer of an episode
+started with a ``seed`` draws from that episode's own generator, seeded by the agent's seed,
+the episode's seed and the step (``step_generator``): an episode acts the same alone or in
+any batch, in any order. Model output never ends
 an episode: an answer that still does not decode (possible only unconstrained) becomes
 the domain's no-op (``wait()``, a zero motion, the first discrete action) and is counted
 in ``agent.stats``.
@@ -28,6 +31,7 @@ in ``agent.stats``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -98,6 +102,7 @@ class Episode:
     instruction: str
     domain: str
     actions: list[Action] = field(default_factory=list)
+    seed: int | str | None = None  # the episode's own sampling stream (``Agent.step_generator``)
 
 
 @dataclass
@@ -175,15 +180,26 @@ class Agent:
         return cls(model, processor, action_tokenizers, settings, **options)
 
     # -- episodes --------------------------------------------------------------------------
-    def start(self, instruction: str, domain: str) -> Episode:
-        """A new episode (for ``act_batch``)."""
+    def start(self, instruction: str, domain: str, seed: int | str | None = None) -> Episode:
+        """A new episode (for ``act_batch``); ``seed`` (e.g. the environment's task and seed) gives
+        its sampled answers a stream of their own (``step_generator``)."""
         if domain not in self.settings.domains:
             raise AgentError(f"the model has no domain {domain!r}; its domains: {self.settings.domains}")
-        return Episode(instruction, domain)
+        return Episode(instruction, domain, seed=seed)
 
-    def reset(self, instruction: str, domain: str) -> None:
+    def reset(self, instruction: str, domain: str, seed: int | str | None = None) -> None:
         """Start the episode ``act`` continues."""
-        self.episode = self.start(instruction, domain)
+        self.episode = self.start(instruction, domain, seed)
+
+    def step_generator(self, episode: Episode) -> torch.Generator | None:
+        """The generator the next sampled answer of ``episode`` draws from: seeded by a hash of the
+        agent's seed, the episode's seed and its step, so the draws do not depend on the other
+        episodes of a batch, on the order episodes run in, or on a resumed evaluation. None (the
+        agent's shared generator, or torch's when the agent has no seed) when a seed is missing."""
+        if self.seed is None or episode.seed is None:
+            return None
+        digest = hashlib.sha256(f"{self.seed}/{episode.seed}/{len(episode.actions)}".encode()).digest()
+        return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
     def act(self, observation: Any) -> Action:
         """The next action of the episode started by ``reset``."""
@@ -199,7 +215,7 @@ class Agent:
             raise AgentError(f"{len(episodes)} episodes but {len(observations)} observations")
         requests = [(ep.domain, ep.instruction, list(obs.images.values()), ep.actions, obs.state)
                     for ep, obs in zip(episodes, observations)]
-        decoded = self.decide(requests)
+        decoded = self.decide(requests, [self.step_generator(ep) for ep in episodes] if self.do_sample else None)
         for episode, answer in zip(episodes, decoded):
             episode.actions.append(answer.action)
         return decoded if details else [d.action for d in decoded]
@@ -225,17 +241,20 @@ class Agent:
             text = with_state_marker(text)
         return self.settings.system_prompts.get(domain, ""), text
 
-    def decide(self, requests: Sequence[tuple]) -> list[Decoded]:
+    def decide(self, requests: Sequence[tuple],
+               generators: Sequence[torch.Generator | None] | None = None) -> list[Decoded]:
         """One answer per ``(domain, instruction, images, previous actions[, state])``: generated and
-        decoded, or from the domain's action head."""
+        decoded, or from the domain's action head. ``generators``: each request's sampling
+        generator (None: the agent's)."""
         by_head = [i for i, r in enumerate(requests) if r[0] in self.head_domains]
         by_tokens = [i for i, r in enumerate(requests) if r[0] not in self.head_domains]
+        rows = generators or [None] * len(requests)
         answers: dict[int, Decoded] = {}
         if by_tokens:
-            generated = self.generate([requests[i] for i in by_tokens])
+            generated = self.generate([requests[i] for i in by_tokens], generators=[rows[i] for i in by_tokens])
             answers.update({i: self._decode(requests[i][0], ids) for i, ids in zip(by_tokens, generated)})
         if by_head:
-            answers.update(zip(by_head, self.head_actions([requests[i] for i in by_head])))
+            answers.update(zip(by_head, self.head_actions([requests[i] for i in by_head], [rows[i] for i in by_head])))
         return [answers[i] for i in range(len(requests))]
 
     def _inputs(self, requests: Sequence[tuple]) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
@@ -267,7 +286,8 @@ class Agent:
         routed = heterogeneity_config(self.model) is not None and hasattr(self.model, "omniactor_context")
         return use_domains(self.model, list(domains)) if routed else nullcontext()
 
-    def head_actions(self, requests: Sequence[tuple]) -> list[Decoded]:
+    def head_actions(self, requests: Sequence[tuple],
+                     generators: Sequence[torch.Generator | None] | None = None) -> list[Decoded]:
         """The action heads' actions (one forward pass over the prompts, no generation)."""
         from ..models.adapters import predict_action
 
@@ -282,7 +302,8 @@ class Agent:
                 output = predict_action(self.model, domain, final[row:row + 1],
                                         state[row:row + 1] if state is not None else None)[0].float().cpu()
             if domain in self.settings.classification_heads:
-                action: Action = self.action_tokenizers[domain].space.action(self._choose(output))
+                generator = generators[row] if generators else None
+                action: Action = self.action_tokenizers[domain].space.action(self._choose(output, generator))
             else:
                 action = self._motion(domain, output)
             self.stats["actions"] += 1
@@ -297,20 +318,21 @@ class Agent:
         values = from_unit(unit.numpy(), tokenizer.normalizer)
         return ContinuousAction(tuple(float(v) for v in values), tuple(tokenizer.names))
 
-    def _choose(self, logits: torch.Tensor) -> int:
+    def _choose(self, logits: torch.Tensor, generator: torch.Generator | None = None) -> int:
         """A classification head's choice: the highest logit, or a sample at the agent's temperature
-        among its ``top_k`` best."""
+        among its ``top_k`` best (from ``generator``, else the agent's)."""
         if not self.do_sample:
             return int(logits.argmax())
-        best = logits.topk(min(self.top_k, logits.numel()))
-        weights = torch.softmax(best.values / max(self.temperature, 1e-6), dim=0)
-        return int(best.indices[torch.multinomial(weights, 1, generator=self.generator)])
+        return sample_top_k(logits, self.temperature, self.top_k, generator if generator is not None else self.generator)
 
     def generate(self, requests: Sequence[tuple],
                  constrained: bool | None = None, max_new_tokens: int | None = None,
-                 min_new_tokens: int | None = None) -> list[list[int]]:
+                 min_new_tokens: int | None = None,
+                 generators: Sequence[torch.Generator | None] | None = None) -> list[list[int]]:
         """The generated token ids of each request (one batched ``generate``); ``constrained``
-        defaults to the agent's setting, ``max_new_tokens`` to the longest answer the domains allow."""
+        defaults to the agent's setting, ``max_new_tokens`` to the longest answer the domains allow.
+        Sampling draws each row's tokens from its own generator (``generators``, None: the agent's)
+        in ``RowSampler``, so a row's answer does not depend on the rows beside it."""
         from transformers import LogitsProcessorList
 
         constrained = self.constrained if constrained is None else constrained
@@ -323,17 +345,17 @@ class Agent:
         if constrained:
             constraint = ActionConstraint(grammars, prompt_length, top_k=self.top_k if self.do_sample else 1)
             processors.append(constraint)
+        if self.do_sample:  # the chosen token is the only one left: generate() then takes it greedily
+            rows = generators or [None] * len(requests)
+            processors.append(RowSampler([g if g is not None else self.generator for g in rows],
+                                         self.temperature, self.top_k))
         kwargs: dict[str, Any] = {
-            "max_new_tokens": max_new_tokens or max(g.max_tokens for g in grammars), "do_sample": self.do_sample,
+            "max_new_tokens": max_new_tokens or max(g.max_tokens for g in grammars), "do_sample": False,
             "eos_token_id": self.end_id, "pad_token_id": self.tokenizer.pad_token_id, "top_k": None, "top_p": None,
-            "temperature": self.temperature if self.do_sample else None}
-        if self.do_sample and not constrained:
-            kwargs["top_k"] = self.top_k
+            "temperature": None}
         if min_new_tokens and not constrained:  # the grammar alone decides when a constrained answer ends
             kwargs["min_new_tokens"] = min_new_tokens
         with torch.inference_mode(), self._routed(domains):
-            if self.generator is not None:
-                torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator)))
             out = self.model.generate(**inputs, logits_processor=processors, **kwargs)
         if constraint is not None and constraint.dead_ends:
             self.stats["dead_ends"] += constraint.dead_ends
@@ -408,3 +430,27 @@ class Agent:
                 self._grammars[domain] = TextGrammar(tokenizer.output_pattern(self.max_text_chars), self._table,
                                                      self.end_id, tokenizer.max_output_chars(self.max_text_chars))
         return self._grammars[domain]
+
+
+def sample_top_k(logits: torch.Tensor, temperature: float, top_k: int, generator: torch.Generator | None) -> int:
+    """An index drawn from ``softmax(logits / temperature)`` over the ``top_k`` best finite logits."""
+    best = logits.float().cpu().topk(min(top_k, logits.numel()))
+    finite = torch.isfinite(best.values)
+    values, indices = (best.values[finite], best.indices[finite]) if finite.any() else (best.values, best.indices)
+    weights = torch.softmax(values / max(temperature, 1e-6), dim=0)
+    return int(indices[torch.multinomial(weights, 1, generator=generator)])
+
+
+class RowSampler:
+    """Hugging Face logits processor (last in the list): samples each row's next token with
+    ``sample_top_k`` from that row's generator and leaves it the only finite score, so greedy
+    ``generate`` takes it. Each row draws from its own stream, whatever else is in the batch."""
+
+    def __init__(self, generators: Sequence[torch.Generator | None], temperature: float, top_k: int):
+        self.generators, self.temperature, self.top_k = list(generators), temperature, top_k
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        out = torch.full_like(scores, float("-inf"))
+        for row, generator in enumerate(self.generators):
+            out[row, sample_top_k(scores[row], self.temperature, self.top_k, generator)] = 0.0
+        return out

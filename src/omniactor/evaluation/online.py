@@ -450,7 +450,8 @@ def _run_agent(config: EvalConfig, agent: Any, domain: str, workers: list[EnvWor
                     failed_env(w, job, payload)
                     continue
                 observation, max_steps = payload
-                slot = _Slot(job, agent.start(observation.instruction, domain), observation, max_steps)
+                # the episode samples from its own stream (task and seed): not from the batch it lands in
+                slot = _Slot(job, agent.start(observation.instruction, domain, seed=job.key), observation, max_steps)
                 if recorder.wants_frames(job):
                     slot.frames.append(observation.image)
                 slots[w] = slot
