@@ -3,8 +3,9 @@
 ``train(config)``:
 1. model: a preset or a local checkpoint, converted to ``config.variant``; each domain's
    action tokenizer fitted on its actions and its vocabulary added; optional LoRA (PEFT);
-2. data: validated folders -> cached encodings -> domain-homogeneous global batches, each
-   process taking its slice;
+2. data: validated folders -> records in a canonical order (``canonical_order``: by episode
+   and step, not by where a collector's workers happened to write them) -> cached encodings
+   -> domain-homogeneous global batches, each process taking its slice;
 3. the loop: loss over the answer tokens normalised by the global token count (so N
    processes compute exactly what one process would on the same global batch), the
    routers' balance loss, AdamW + warm-up/cosine, clipping; a progress bar; metrics per
@@ -62,18 +63,29 @@ def build_model(config: TrainConfig) -> tuple[Any, Any, int]:
     return model, processor, config.resolved_shared_layers(preset.shared_layers)
 
 
+def canonical_order(items: list) -> list:
+    """``items`` sorted by what they are (source, episode, step), not by where they were read.
+
+    A collection's shards hold episodes in the order its workers finished them, which changes
+    from run to run with timing; the batches are drawn over item positions, so training on
+    the file order trained two identical collections differently."""
+    return sorted(items, key=lambda i: (i.source, i.episode, i.step, i.file, i.line))
+
+
 def fit_action_tokenizers(config: TrainConfig, items: list, model: Any, processor: Any) -> dict[str, Any]:
-    """Each domain's action tokenizer, fitted on that domain's training actions, vocabulary added."""
+    """Each domain's action tokenizer, fitted on that domain's training actions (in episode and
+    step order), vocabulary added."""
     from ..actions import ContinuousAction, DiscreteAction
     from ..actions.tokenizers import build_action_tokenizer
     from ..data import DatasetReader
     from ..models.vocabulary import add_action_vocabulary
 
-    actions: dict[str, list] = {}
+    keyed: dict[str, list] = {}
     roots = sorted({item.root for item in items})
     for root in roots:
         for sample in DatasetReader(root, errors="warn"):
-            actions.setdefault(sample.domain, []).append(sample.action)
+            keyed.setdefault(sample.domain, []).append(((root, sample.episode, sample.step), sample.action))
+    actions = {domain: [a for _, a in sorted(pairs, key=lambda pair: pair[0])] for domain, pairs in keyed.items()}
     tokenizers = {}
     for domain in config.domains:
         spec = config.action_tokenizers.get(domain)
@@ -205,13 +217,14 @@ def check_classification_heads(config: TrainConfig, action_tokenizers: dict[str,
 def state_statistics(items: list, state_domains: list[str]) -> tuple[dict[str, int], Any, Any]:
     """``(widths, mean, std)``: the width of each state domain's ``meta.state`` (one per domain) and
     the per-dimension mean / std of the state input, each domain's slice over its own records
-    (``models.chat.StateLayout``: the domains' states side by side)."""
+    (``models.chat.StateLayout``: the domains' states side by side). Summed per episode, then over
+    episodes in key order: the result does not depend on the order of the files' records."""
     import numpy as np
 
     from ..data import DatasetReader
     from ..models.chat import StateLayout
 
-    sums: dict[str, list[Any]] = {}  # domain -> [total, squares, count]
+    per_episode: dict[tuple[str, str, str], list[Any]] = {}  # (domain, root, episode) -> [total, squares, count]
     first: dict[str, tuple[int, str]] = {}
     for root in sorted({item.root for item in items if item.domain in state_domains}):
         for record in DatasetReader(root, errors="warn").records():
@@ -224,10 +237,16 @@ def state_statistics(items: list, state_domains: list[str]) -> tuple[dict[str, i
                 raise DataError(f"{where}: meta.state has {len(state)} numbers, but {seen_at} of the same domain "
                                 f"{domain!r} has {width}; one domain's states must have one width")
             values = np.asarray(state, dtype=np.float64)
-            acc = sums.setdefault(domain, [np.zeros(width), np.zeros(width), 0])
+            acc = per_episode.setdefault((domain, root, record.sample.episode), [np.zeros(width), np.zeros(width), 0])
             acc[0] += values
             acc[1] += values**2
             acc[2] += 1
+    sums: dict[str, list[Any]] = {}  # domain -> [total, squares, count]
+    for (domain, _, _), (total, squares, count) in sorted(per_episode.items(), key=lambda entry: entry[0]):
+        acc = sums.setdefault(domain, [np.zeros_like(total), np.zeros_like(squares), 0])
+        acc[0] += total
+        acc[1] += squares
+        acc[2] += count
     missing = [d for d in state_domains if d not in sums]
     if missing:
         raise DataError(f"state_domains={state_domains} but no record of {missing} has meta.state")
@@ -334,6 +353,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
 
     # 1. model, action tokenizers, vocabulary -----------------------------------------
     items, skipped = collect_items(config.data, config.domains, config.skip_invalid)
+    items = canonical_order(items)
     model, processor, shared = build_model(config)
     before_vocab = model.get_input_embeddings().weight.shape[0]
     action_tokenizers = fit_action_tokenizers(config, items, model, processor)
@@ -367,7 +387,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     key = fingerprint([[folder_state(s.path) for s in config.data], processor_state(processor),
                        {d: t.config() for d, t in action_tokenizers.items()}, config.history, config.image_size,
                        config.system_prompt, config.domains, [s.path for s in config.data], state_widths,
-                       config.regression_heads, *head_key(config)])
+                       config.regression_heads, *head_key(config), "canonical order"])
     cache_dir = cache_root / key
     with accelerator.main_process_first():
         if not (cache_dir / "index.json").exists():
@@ -487,6 +507,7 @@ def evaluate_loss(config: TrainConfig, model: Any, processor: Any, encoder: Samp
     from ..models.heterogeneity import set_domains
 
     items, _ = collect_items(config.eval_data, config.domains, config.skip_invalid)
+    items = canonical_order(items)
     key = fingerprint([[folder_state(s.path) for s in config.eval_data], processor_state(processor),
                        {d: t.config() for d, t in encoder.action_tokenizers.items()}, config.history,
                        config.image_size, config.system_prompt, "eval", encoder.state_layout.widths,
@@ -533,16 +554,22 @@ def log_eval(config, accelerator, model, processor, encoder, step, metrics_file,
 
 def agent_settings(config: TrainConfig, items: list, encoder: SampleEncoder) -> Any:
     """How the Agent must ask the trained model: the prompt settings and one system prompt per
-    domain (the first record's of that domain, under the ``system_prompt`` setting)."""
+    domain (that of the domain's first record in ``canonical_order``, under the ``system_prompt``
+    setting)."""
     from ..agent.agent import AgentSettings
     from ..data import DatasetReader
 
+    firsts: dict[str, Any] = {}
+    for item in canonical_order(items):
+        firsts.setdefault(item.domain, item)
+    wanted = {(item.root, item.file, item.line): domain for domain, item in firsts.items()}
     prompts: dict[str, str] = {}
-    for root in sorted({item.root for item in items}):
-        for sample in DatasetReader(root, errors="warn"):
-            if sample.domain in config.domains and sample.domain not in prompts:
-                prompts[sample.domain] = encoder.system_for(sample)
-            if len(prompts) == len(config.domains):
+    for root in sorted({item.root for item in firsts.values()}):
+        for record in DatasetReader(root, errors="warn").records():
+            domain = wanted.get((root, record.file, record.line))
+            if domain is not None:
+                prompts[domain] = encoder.system_for(record.sample)
+            if len(prompts) == len(firsts):
                 break
     return AgentSettings(list(config.domains), config.history, config.image_size, prompts,
                          dict(encoder.state_layout.widths), list(config.regression_heads),
