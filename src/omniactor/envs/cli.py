@@ -11,6 +11,8 @@ import json
 import sys
 import textwrap
 
+from ..errors import EXIT_ERROR, error_message
+
 
 def cmd_envs_list(args: argparse.Namespace) -> int:
     from .registry import env_names, get_spec, task_sets
@@ -20,8 +22,8 @@ def cmd_envs_list(args: argparse.Namespace) -> int:
         try:
             spec = get_spec(name)
         except KeyError as err:
-            print(f"error: {err.args[0]}", file=sys.stderr)
-            return 2
+            print(f"error: {error_message(err)}", file=sys.stderr)
+            return EXIT_ERROR
         missing = spec.missing()
         status = "ready" if not missing else f"missing {', '.join(missing)} -- install: {spec.install_hint()}"
         print(f"{spec.name}  [{spec.domain}]  {status}")
@@ -58,17 +60,16 @@ def add_envs_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_check_experts(args: argparse.Namespace) -> int:
-    from .base import DependencyNotInstalled
     from .experts.evaluate import evaluate_experts
     from .registry import get_spec, resolve_tasks
 
     try:
-        get_spec(args.env).require()
+        get_spec(args.env).require()  # DependencyNotInstalled: errors.run_command prints it
         tasks = resolve_tasks(args.env, args.tasks)
         env_config = json.loads(args.env_config) if args.env_config else {}
-    except (KeyError, ValueError, DependencyNotInstalled) as err:
-        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
-        return 2
+    except (KeyError, ValueError) as err:  # an unknown environment or task, --env-config not JSON
+        print(f"error: {error_message(err)}", file=sys.stderr)
+        return EXIT_ERROR
 
     def show(report) -> None:
         if not args.markdown:
@@ -94,8 +95,8 @@ def cmd_check_experts(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from ..data.collect import CollectConfig, CollectError, collect
-    from .base import DependencyNotInstalled, parse_image_size
+    from ..data.collect import CollectConfig, collect
+    from .base import parse_image_size
     from .registry import resolve_tasks
 
     try:
@@ -129,10 +130,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    except (KeyError, ValueError, CollectError, DependencyNotInstalled) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+    except (KeyError, ValueError) as err:  # CollectError, DependencyNotInstalled: errors.run_command prints them
+        print(f"error: {error_message(err)}", file=sys.stderr)
+        return EXIT_ERROR
     print(summary.format())
     if args.json:
         print(json.dumps(summary.to_json()))

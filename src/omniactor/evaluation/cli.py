@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..errors import EXIT_ERROR, error_message
+
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..cli import json_object_arg
@@ -21,9 +23,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
                         progress=not args.no_progress)
     try:
         results = evaluate(config)
-    except (EvalError, KeyError, FileNotFoundError) as err:
-        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
-        return 2
+    except (EvalError, KeyError) as err:  # an unknown environment or task is a KeyError with a did-you-mean
+        print(f"error: {error_message(err)}", file=sys.stderr)
+        return EXIT_ERROR
     width = max(len(t) for t in results["tasks"])
     for task, numbers in results["tasks"].items():
         low, high = numbers["ci95"]

@@ -162,6 +162,8 @@ class _Episode:
 
 def _read_episodes(reader: Any) -> tuple[list[_Episode], int, Counter]:
     """GUI records grouped into episodes (first-appearance order), records read, non-GUI records by domain."""
+    from ..data.io import DatasetFormatError
+
     groups: dict[tuple[str, str], list] = {}
     skipped: Counter = Counter()
     total = 0
@@ -177,7 +179,7 @@ def _read_episodes(reader: Any) -> tuple[list[_Episode], int, Counter]:
         records.sort(key=lambda r: r.sample.step)
         for before, after in itertools.pairwise(records):
             if before.sample.step == after.sample.step:
-                raise ValueError(
+                raise DatasetFormatError(
                     f"{after.location}: source {source!r} episode {episode!r} step {after.sample.step} is also at "
                     f"{before.location}; each step must appear once (remove the duplicate record)"
                 )
@@ -217,7 +219,7 @@ def _run(
 ) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
-    from ..data import DatasetReader
+    from ..data import DatasetFormatError, DatasetReader
 
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0 (or None for all steps), got {limit}")
@@ -251,7 +253,7 @@ def _run(
                 try:  # checks meta.target_box before the expensive call
                     target = Target.from_sample(sample)
                 except ValueError as err:
-                    raise ValueError(f"{record.location}: {err}") from None
+                    raise DatasetFormatError(f"{reader.root / record.location}: {err}") from None
                 previous = [r.sample.action for r in episode.records[:i]]
                 images = reader.load_images(sample) if load_images else []
                 try:

@@ -16,7 +16,9 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+from ...errors import EXIT_ERROR, OmniactorError, run_command
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, EXIT_ERROR
 
 
 def _option_argument(parser: argparse.ArgumentParser, item: dataclasses.Field, hint: Any) -> None:
@@ -49,8 +51,8 @@ def _option_argument(parser: argparse.ArgumentParser, item: dataclasses.Field, h
 
 
 def _run(args: argparse.Namespace) -> int:
-    from . import MissingDependency, SourceError, get_converter
-    from .runner import ConversionLocked, OptionsChanged, convert
+    from . import get_converter
+    from .runner import convert
 
     cls = get_converter(args.converter)
     try:  # Options check combinations and formats (e.g. --image-size) in __post_init__
@@ -63,10 +65,9 @@ def _run(args: argparse.Namespace) -> int:
             cls, args.src, args.out, options, workers=args.workers, limit=args.limit,
             checkpoint_every=args.checkpoint_every, shard_size=args.shard_size, progress=not args.json,
         )
-    except (SourceError, MissingDependency, ConversionLocked, OptionsChanged) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except (RuntimeError, ValueError) as err:
+    except OmniactorError:  # a bad source, a missing package, a locked or changed output: exit 2 (run_command)
+        raise
+    except (RuntimeError, ValueError) as err:  # a conversion that failed on the way
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED
     code = EXIT_FAILED if args.strict and summary.episodes_skipped else EXIT_OK
@@ -129,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="omniactor")
     add_convert_command(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
     args = parser.parse_args(argv)
-    return args.handler(args)
+    return run_command(args.handler, args)
 
 
 if __name__ == "__main__":
