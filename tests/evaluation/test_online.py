@@ -5,8 +5,8 @@ import json
 import pytest
 
 from omniactor.envs.experts.evaluate import evaluate_expert
-from omniactor.evaluation.online import EvalConfig, EvalError, evaluate
-from omniactor.evaluation.results import summarize_task, wilson_interval
+from omniactor.evaluation.online import EvalConfig, EvalError, compare_runs, evaluate
+from omniactor.evaluation.results import pooled_interval, summarize_task, wilson_interval
 
 from ..envs.conftest import require
 
@@ -57,6 +57,21 @@ def test_a_trained_agent_gets_results_report_chart_and_episode_pictures_and_runs
         evaluate(EvalConfig(episodes=4, **{**config, "seed": 7}))
 
 
+@pytest.mark.env
+def test_a_sampled_evaluation_is_the_same_with_one_or_two_environments_and_when_resumed(tmp_path, trained_checkpoint):
+    """Each episode samples from its own stream: neither the batch it shares (one environment
+    process or two) nor a resumed run changes an episode's actions."""
+    require("babyai")
+    config = {"env": "babyai", "tasks": ["GoToRedBall"], "checkpoint": str(trained_checkpoint[0]),
+              "env_config": {"max_steps": 6}, "agent_options": {"do_sample": True, "seed": 0}, "progress": False}
+    evaluate(EvalConfig(episodes=4, out=str(tmp_path / "two"), workers=2, **config))
+    evaluate(EvalConfig(episodes=2, out=str(tmp_path / "one"), workers=1, **config))
+    evaluate(EvalConfig(episodes=4, out=str(tmp_path / "one"), workers=1, **config))  # resumed: 2 more
+    assert compare_runs(tmp_path / "one", tmp_path / "two") == {"episodes": 4, "same": 4, "different": []}
+    lines = (tmp_path / "two" / "episodes.jsonl").read_text().splitlines()
+    assert len({json.loads(line)["trajectory"] for line in lines}) == 4  # the episodes' streams differ
+
+
 def test_wilson_interval_and_task_summary():
     assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == pytest.approx(1.0)
     assert wilson_interval(0, 10)[1] == pytest.approx(0.2775, abs=1e-4)  # not (0, 0): 10 failures do not prove 0%
@@ -67,6 +82,11 @@ def test_wilson_interval_and_task_summary():
     numbers = summarize_task(episodes)
     assert numbers["success_rate"] == pytest.approx(1 / 3, abs=1e-4) and numbers["mean_steps"] == pytest.approx(5.33)
     assert numbers["failures"] == {"timeout": 1, "refused_action": 1} and numbers["invalid_actions"] == 1
+    # a domain: its tasks' episodes pooled (30 per task: the 95% interval within +-10 points at any rate)
+    pooled = pooled_interval({"a": {"successes": 15, "episodes": 32}, "b": {"successes": 17, "episodes": 32},
+                              "c": {"successes": 16, "episodes": 32}})
+    assert (pooled["successes"], pooled["episodes"]) == (48, 96)
+    assert pooled["ci95"] == [round(v, 4) for v in wilson_interval(48, 96)] and pooled["ci95"][1] - 0.5 < 0.1
 
 
 def test_bad_settings_are_refused_with_the_fix(tmp_path):

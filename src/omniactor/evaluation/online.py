@@ -15,7 +15,8 @@ Failures are never fatal: an environment that dies (a browser, a simulator) is r
 the episode is run again from its seed and the restart counted; an action the environment
 refuses ends that episode as a failure (``refused_action``). Finished episodes are
 appended to ``episodes.jsonl`` as they end, so re-running the same command continues
-where it stopped. At the end: ``results.json``, ``report.md``, ``success.png``
+where it stopped. Each agent episode's record carries ``trajectory``, a digest of its actions,
+so two runs can be compared episode by episode (``compare_runs``). At the end: ``results.json``, ``report.md``, ``success.png``
 (``evaluation.results``) and, with ``save_episodes``, a GIF and an image strip of the
 first episodes of each task.
 """
@@ -23,6 +24,7 @@ first episodes of each task.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -325,6 +327,11 @@ def evaluate(config: EvalConfig, agent: Any = None) -> dict[str, Any]:
     restarts = 0
     threads = cpu_threads_beside(agent, len(workers))
     stats_before = dict(agent.stats) if agent is not None else {}
+    torch_threads = None
+    if agent is not None:
+        import torch
+
+        torch_threads = torch.get_num_threads()  # the agent's float sums depend on it
     try:
         if todo:
             run = _run_expert if config.policy == "expert" else _run_agent
@@ -339,7 +346,7 @@ def evaluate(config: EvalConfig, agent: Any = None) -> dict[str, Any]:
             worker.close()
         if bar is not None:
             bar.close()
-    return finish(config, out, restarts, time.monotonic() - started, agent, stats_before)
+    return finish(config, out, restarts, time.monotonic() - started, agent, stats_before, torch_threads)
 
 
 def cpu_threads_beside(agent: Any, env_processes: int) -> int | None:
@@ -362,8 +369,9 @@ def cpu_threads_beside(agent: Any, env_processes: int) -> int | None:
 
 
 def finish(config: EvalConfig, out: Path, restarts: int, seconds: float, agent: Any = None,
-           stats_before: dict[str, int] | None = None) -> dict[str, Any]:
-    """Summarise ``episodes.jsonl`` (this run's episodes and earlier ones) into the result files."""
+           stats_before: dict[str, int] | None = None, torch_threads: int | None = None) -> dict[str, Any]:
+    """Summarise ``episodes.jsonl`` (this run's episodes and earlier ones) into the result files;
+    ``torch_threads``: the agent's thread count (its float sums, and so its answers, depend on it)."""
     from .results import summarize, write_results
 
     wanted = {job.key for job in plan(config)}
@@ -376,6 +384,8 @@ def finish(config: EvalConfig, out: Path, restarts: int, seconds: float, agent: 
                                **({"temperature": agent.temperature, "seed": agent.seed} if agent.do_sample else {}),
                                "invalid_answers": int(agent.stats.get("invalid", 0) - before.get("invalid", 0)),
                                "answers": int(agent.stats.get("actions", 0) - before.get("actions", 0))}
+        if torch_threads is not None:
+            results["torch_threads"] = torch_threads
     title = f"{config.env}: {config.policy}" + (f" ({Path(config.checkpoint).name})" if config.checkpoint else "")
     write_results(out, results, title)
     return results
@@ -421,6 +431,16 @@ class _Slot:
     steps: int = 0
     invalid: int = 0
     frames: list[np.ndarray] = field(default_factory=list)
+    actions: Any = field(default_factory=hashlib.sha256)  # the digest of the actions taken
+
+    def take(self, action: Any) -> None:
+        from ..actions import format_action
+
+        self.actions.update((format_action(action) + "\n").encode())
+
+    @property
+    def trajectory(self) -> str:
+        return self.actions.hexdigest()[:16]
 
 
 def _run_agent(config: EvalConfig, agent: Any, domain: str, workers: list[EnvWorker], todo: deque,
@@ -463,6 +483,7 @@ def _run_agent(config: EvalConfig, agent: Any, domain: str, workers: list[EnvWor
         sent = {}
         for w, answer in zip(active, decided):
             slots[w].invalid += int(not answer.valid)
+            slots[w].take(answer.action)
             sent[w] = workers[w].send_safely("step", answer.action)
         for w in active:
             slot = slots[w]
@@ -475,7 +496,7 @@ def _run_agent(config: EvalConfig, agent: Any, domain: str, workers: list[EnvWor
                 continue
             slot.steps += 1
             record = {"steps": slot.steps, "invalid": slot.invalid, "actions": slot.steps,
-                      "instruction": slot.episode.instruction}
+                      "instruction": slot.episode.instruction, "trajectory": slot.trajectory}
             if status == "refused":
                 recorder.record(slot.job, {"success": False, "cause": "refused_action", "error": payload, **record},
                                 slot.frames)
@@ -490,6 +511,20 @@ def _run_agent(config: EvalConfig, agent: Any, domain: str, workers: list[EnvWor
                 recorder.record(slot.job, {"success": bool(success), "cause": cause, **record}, slot.frames)
                 del slots[w]
     return restarts
+
+
+def compare_runs(a: str | Path, b: str | Path) -> dict[str, Any]:
+    """Two evaluations' ``episodes.jsonl`` episode by episode: ``{"episodes": shared, "same": n,
+    "different": [keys whose success, steps or actions differ]}`` (what reproducing a run means)."""
+    def load(folder: str | Path) -> dict[str, dict[str, Any]]:
+        lines = (Path(folder) / EPISODES_FILE).read_text().splitlines()
+        return {r["key"]: r for r in (json.loads(line) for line in lines if line.strip())}
+
+    first, second = load(a), load(b)
+    shared = sorted(set(first) & set(second))
+    fields = ("success", "steps", "trajectory")
+    different = [k for k in shared if any(first[k].get(f) != second[k].get(f) for f in fields)]
+    return {"episodes": len(shared), "same": len(shared) - len(different), "different": different}
 
 
 # ---------------------------------------------------------------------------- episode pictures

@@ -3,7 +3,8 @@
 Every online evaluation (``omniactor eval``, the demo, the study) reports through here, so
 the numbers are computed one way: per task the successes over episodes with a Wilson 95%
 interval (sensible at 0% and 100%, unlike the normal approximation), the mean episode
-length, and the failures by cause; per evaluation the mean over tasks.
+length, and the failures by cause; per evaluation the mean over tasks, with the Wilson
+interval of all its episodes pooled (``pooled_interval``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,18 @@ def summarize_task(episodes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
+def pooled_interval(per_task: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Successes, episodes and the Wilson 95% interval of several tasks' episodes pooled.
+
+    With as many episodes per task (as every demo evaluation has), the pooled rate is the mean
+    over tasks, and the interval is conservative: tasks of different rates make the mean vary
+    less than one binomial of the same size would."""
+    successes = sum(int(t["successes"]) for t in per_task.values())
+    episodes = sum(int(t["episodes"]) for t in per_task.values())
+    low, high = wilson_interval(successes, episodes)
+    return {"successes": successes, "episodes": episodes, "ci95": [round(low, 4), round(high, 4)]}
+
+
 def summarize(episodes: Iterable[Mapping[str, Any]], tasks: Sequence[str] | None = None) -> dict[str, Any]:
     """``{"tasks": {task: numbers}, "mean_success_rate": ..., "episodes": ...}`` in ``tasks`` order."""
     by_task: dict[str, list[Mapping[str, Any]]] = {}
@@ -56,10 +69,13 @@ def summarize(episodes: Iterable[Mapping[str, Any]], tasks: Sequence[str] | None
     order = list(tasks) if tasks is not None else sorted(by_task)
     per_task = {task: summarize_task(by_task.get(task, [])) for task in order}
     rates = [t["success_rate"] for t in per_task.values() if t["episodes"]]
+    pooled = pooled_interval(per_task)
     return {
         "tasks": per_task,
         "mean_success_rate": round(sum(rates) / len(rates), 4) if rates else 0.0,
-        "episodes": sum(t["episodes"] for t in per_task.values()),
+        "episodes": pooled["episodes"],
+        "successes": pooled["successes"],
+        "ci95": pooled["ci95"],
     }
 
 
@@ -74,7 +90,7 @@ def write_results(out: str | Path, results: Mapping[str, Any], title: str) -> No
 
 def markdown_report(results: Mapping[str, Any], title: str, chart: str | None = None) -> str:
     lines = [f"# {title}", ""]
-    meta = {k: v for k, v in results.items() if k not in ("tasks", "mean_success_rate", "episodes")}
+    meta = {k: v for k, v in results.items() if k not in ("tasks", "mean_success_rate", "episodes", "successes", "ci95")}
     if meta:
         lines += [f"- {k}: `{json.dumps(v) if not isinstance(v, str) else v}`" for k, v in meta.items()] + [""]
     lines += ["| task | success | 95% interval | episodes | mean steps | failures | invalid actions |",
@@ -83,7 +99,10 @@ def markdown_report(results: Mapping[str, Any], title: str, chart: str | None = 
         failures = ", ".join(f"{k} {v}" for k, v in t["failures"].items()) or "-"
         lines.append(f"| {task} | {t['success_rate']:.0%} | {t['ci95'][0]:.0%}-{t['ci95'][1]:.0%} | "
                      f"{t['episodes']} | {t['mean_steps']:.1f} | {failures} | {t['invalid_actions']} |")
-    mean = f"Mean success over tasks: **{results['mean_success_rate']:.1%}** ({results['episodes']} episodes)."
+    mean = f"Mean success over tasks: **{results['mean_success_rate']:.1%}** ({results['episodes']} episodes"
+    if "ci95" in results:
+        mean += f"; 95% interval of the pooled episodes {results['ci95'][0]:.0%}-{results['ci95'][1]:.0%}"
+    mean += ")."
     lines += ["", mean, ""]
     if chart:
         lines += [f"![success rates]({chart})", ""]
