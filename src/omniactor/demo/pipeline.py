@@ -177,8 +177,9 @@ def _run(out: Path, quick: bool, study: bool, progress: bool, seeds: int) -> int
     stages.timings["total"] = round(time.perf_counter() - started, 1)
     report = write_report(out, plan, collected, results, expert_rates(collected), stages.timings, study_results)
     print(f"\nreport: {report}")
-    summary = json.loads((out / "results.json").read_text())["domains"]
-    for domain, numbers in summary.items():
-        print(f"  {domain:<9} trained {numbers['trained']:.0%}   untrained {numbers['untrained']:.0%}   "
-              f"expert {numbers['expert']:.0%}")
+    written = json.loads((out / "results.json").read_text())
+    for domain, numbers in written["domains"].items():
+        low, high = written["intervals"][domain]["trained"]["ci95"]
+        print(f"  {domain:<9} trained {numbers['trained']:.0%} ({low:.0%}-{high:.0%})   "
+              f"untrained {numbers['untrained']:.0%}   expert {numbers['expert']:.0%}")
     return 0

@@ -3,6 +3,8 @@
 ``results.json`` holds every number; ``report.md`` shows them with three pictures:
 ``success.png`` (trained vs untrained per task, the expert's rate as a dashed ceiling),
 ``domains.png`` (the same per domain) and ``training.png`` (training loss per domain).
+Each domain's rate comes with its 95% interval (``domain_intervals``), and the report says what
+the run's numbers depend on besides the code and the plan (``reproducibility``).
 """
 
 from __future__ import annotations
@@ -62,28 +64,88 @@ def domain_summary(plan: DemoPlan, results: dict[str, dict[str, Any]], experts: 
     return out
 
 
+def domain_intervals(plan: DemoPlan, results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``{domain: {trained|untrained: {successes, episodes, ci95}}}``: the Wilson 95% interval of each
+    domain's episodes pooled over its tasks (``evaluation.results.pooled_interval``)."""
+    from ..evaluation.results import pooled_interval
+
+    return {env.domain: {name: pooled_interval(by_env[env.env]["tasks"]) for name, by_env in results.items()
+                         if env.env in by_env} for env in plan.envs}
+
+
+def summary_line(plan: DemoPlan, domains: dict[str, dict[str, float]], intervals: dict[str, dict[str, Any]]) -> str:
+    """One sentence of the trained agent's rate, interval and episodes per domain (the README's line)."""
+    names = {"miniwob": "MiniWoB++", "metaworld": "Meta-World", "babyai": "BabyAI"}
+    parts = []
+    for env in plan.envs:
+        pooled = intervals.get(env.domain, {}).get("trained")
+        if pooled is None:
+            continue
+        low, high = pooled["ci95"]
+        parts.append(f"{domains[env.domain]['trained']:.0%} of {names.get(env.env, env.env)} episodes "
+                     f"(95% interval {low:.0%}-{high:.0%}, {pooled['episodes']} episodes)")
+    return "The trained agent succeeds on " + ", ".join(parts) + "." if parts else ""
+
+
+def reproducibility(out: Path, collected: dict[str, Any], results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What the numbers depend on besides the code, the plan and the seeds: torch and its thread
+    counts (training, acting), and the environment restarts (the one event that timing decides)."""
+    runtime_file = out / "runs" / "omniactor" / "runtime.jsonl"
+    starts = [json.loads(line) for line in runtime_file.read_text().splitlines()] if runtime_file.exists() else []
+    acting = sorted({r["torch_threads"] for by_env in results.values() for r in by_env.values() if "torch_threads" in r})
+    return {"torch": starts[-1]["torch"] if starts else None,
+            "train_threads": sorted({s["torch_threads"] for s in starts}), "train_starts": len(starts),
+            "eval_threads": acting,
+            "collect_restarts": {env: s.get("restarts", 0) for env, s in collected.items()},
+            "eval_restarts": {name: {env: r.get("restarts", 0) for env, r in by_env.items()}
+                              for name, by_env in results.items()}}
+
+
+def _reproducibility_lines(facts: dict[str, Any]) -> list[str]:
+    def listed(values: list[Any]) -> str:
+        return " and ".join(str(v) for v in values) or "unknown"
+
+    restarts = sum(facts["collect_restarts"].values()) + sum(
+        n for by_env in facts["eval_restarts"].values() for n in by_env.values())
+    return ["## Reproducibility", "",
+            (f"torch {facts['torch'] or 'unknown'}; training used {listed(facts['train_threads'])} torch thread(s) "
+             f"({facts['train_starts']} start(s)), acting {listed(facts['eval_threads'])} beside the environment "
+             "processes. The same command on the same machine, with the same thread counts, gives the same "
+             "numbers: demonstrations are fixed by their seeds, training reads them in episode order and its "
+             "float sums are bitwise repeatable at a fixed thread count, and every evaluation episode has fixed "
+             "seeds for its environment and for its sampled answers, whatever batch it acts in. Another thread "
+             "count (e.g. `OMP_NUM_THREADS`, another machine) trains another model."),
+            "",
+            (f"Environment restarts (a browser or simulator that died; its episode runs again from its seed): "
+             f"{restarts}. `eval/*/*/episodes.jsonl` holds each episode's `trajectory` (a digest of its actions) "
+             "to compare two runs episode by episode (`omniactor.evaluation.online.compare_runs`). "
+             "docs/demo.md (Reproducibility) lists each source of variation and what remains."), ""]
+
+
 def write_report(out: Path, plan: DemoPlan, collected: dict[str, Any], results: dict[str, dict[str, Any]],
                  experts: dict[str, dict[str, float]], timings: dict[str, float],
                  study: dict[str, Any] | None = None) -> Path:
     from ..evaluation.results import plot_success
 
     domains = domain_summary(plan, results, experts)
+    intervals = domain_intervals(plan, results)
+    facts = reproducibility(out, collected, results)
     per_task = {name: {task: numbers for env in by_env.values() for task, numbers in env["tasks"].items()}
                 for name, by_env in results.items()}
     ceiling = {task: rate for env in experts.values() for task, rate in env.items()}
     plot_success(per_task, out / "success.png", title=f"demo ({plan.name}): success on unseen seeds",
                  ceiling=ceiling)
-    plot_success({name: {d: {"success_rate": row[name], "ci95": [row[name], row[name]]} for d, row in domains.items()
+    plot_success({name: {d: {"success_rate": row[name], "ci95": intervals[d][name]["ci95"]} for d, row in domains.items()
                          if name in row} for name in results}, out / "domains.png", title="mean success per domain",
                  ceiling={d: row["expert"] for d, row in domains.items()})
     curves = training_curves(out / "runs" / "omniactor")
     if curves:
         plot_training(curves, out / "training.png")
-    data = {"plan": plan.name, "domains": domains, "results": results, "expert": experts,
+    data = {"plan": plan.name, "domains": domains, "intervals": intervals, "results": results, "expert": experts,
             "collected": {env: {"records": sum(t["steps_written"] for t in s["tasks"].values()),
                                 "episodes": sum(t["episodes"] for t in s["tasks"].values())}
                           for env, s in collected.items()},
-            "timings_s": timings, "train": plan.train, "study": study}
+            "timings_s": timings, "train": plan.train, "reproducibility": facts, "study": study}
     (out / "results.json").write_text(json.dumps(data, indent=2) + "\n")
 
     lines = [f"# omniactor demo ({plan.name})", "",
@@ -93,9 +155,27 @@ def write_report(out: Path, plan: DemoPlan, collected: dict[str, Any], results: 
              "constrained decoding. The untrained model has the same shape, vocabulary and action tokenizers, "
              "with random weights. The expert's rate is its success on the collected (train) seeds: the ceiling "
              "of imitation."), "",
-             "## Success per domain", "", "| domain | trained | untrained | expert |", "|---|---:|---:|---:|"]
+             "## Success per domain", "",
+             ("Each domain's rate is the mean over its tasks; its 95% interval is the Wilson interval of the "
+              "domain's episodes pooled over its tasks (every task has as many episodes)."), "",
+             "| domain | trained | 95% interval | untrained | 95% interval | expert | episodes (trained / untrained) |",
+             "|---|---:|---|---:|---|---:|---|"]
     for domain, row in domains.items():
-        lines.append(f"| {domain} | {row.get('trained', 0):.0%} | {row.get('untrained', 0):.0%} | {row['expert']:.0%} |")
+        cells = []
+        for name in ("trained", "untrained"):
+            pooled = intervals.get(domain, {}).get(name)
+            low, high = pooled["ci95"] if pooled else (0.0, 1.0)
+            cells.append(f"{row.get(name, 0):.0%} | {low:.0%}-{high:.0%}")
+        episodes = " / ".join(str(intervals.get(domain, {}).get(name, {}).get("episodes", 0))
+                              for name in ("trained", "untrained"))
+        lines.append(f"| {domain} | {cells[0]} | {cells[1]} | {row['expert']:.0%} | {episodes} |")
+    if any(env.baseline_episodes < env.eval_episodes for env in plan.envs):
+        lines += ["", ("The untrained model acts on fewer episodes per task than the trained agent "
+                       f"({', '.join(f'{e.env} {e.eval_episodes} / {e.baseline_episodes}' for e in plan.envs)}), which keeps the demo "
+                       "within its time; its intervals are wider.")]
+    line = summary_line(plan, domains, intervals)
+    if line:
+        lines += ["", f"Summary: {line}"]
     lines += ["", "![success per domain](domains.png)", "", "## Success per task", "",
               "| environment | task | trained | 95% interval | untrained | expert | episodes (trained / untrained) |",
               "|---|---|---:|---|---:|---:|---|"]
@@ -121,7 +201,8 @@ def write_report(out: Path, plan: DemoPlan, collected: dict[str, Any], results: 
         from .study import study_markdown
 
         lines += ["", study_markdown(study)]
-    lines += ["", "## Time", "", "| stage | seconds |", "|---|---:|"]
+    lines += ["", *_reproducibility_lines(facts)]
+    lines += ["## Time", "", "| stage | seconds |", "|---|---:|"]
     lines += [f"| {stage} | {seconds:.0f} |" for stage, seconds in timings.items()]
     lines += ["", ("Every number is in `results.json`; per-environment details (failures by cause, GIFs of the "
               "first episode of each task) are under `eval/`."), ""]

@@ -44,6 +44,8 @@ from .data import (
 
 CHECKPOINT_PREFIX = "checkpoint-"
 STATE_FILE = "trainer_state.json"
+#: one line per start of a run (and per resume): what its float sums depend on besides the config
+RUNTIME_FILE = "runtime.jsonl"
 
 
 # ---------------------------------------------------------------------------- model
@@ -414,6 +416,8 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         accelerator.print(f"resuming from {checkpoints[-1]} (step {step})")
     sampler.seek(step)
     batches = iter(sampler)
+    if accelerator.is_main_process:
+        record_runtime(output_dir, step, world, accelerator.device)
 
     domain_ids = {d: i for i, d in enumerate(config.domains)}
     source_names = [s.name or Path(s.path).name for s in config.data]
@@ -499,6 +503,20 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
             writer.close()
     accelerator.end_training()
     return result
+
+
+def record_runtime(output_dir: Path, step: int, processes: int, device: Any) -> dict[str, Any]:
+    """Append this start's torch version, thread count, processes and device to ``runtime.jsonl``.
+
+    On a CPU the same config, data and thread count give bitwise the same model; another
+    thread count splits the float sums differently and gives another model (docs/demo.md)."""
+    import platform
+
+    record = {"step": step, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+              "processes": processes, "device": str(device), "machine": platform.machine()}
+    with (output_dir / RUNTIME_FILE).open("a") as f:
+        f.write(json.dumps(record) + "\n")
+    return record
 
 
 def evaluate_loss(config: TrainConfig, model: Any, processor: Any, encoder: SampleEncoder, cache_root: Path,
