@@ -13,9 +13,10 @@ EXTRAS ?= dev
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
+EXAMPLES ?= 2000
 DEMO_OUT ?= outputs/demo
 
-.PHONY: help venv test test-fast demo bench clean
+.PHONY: help venv test test-fast test-explore demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -35,6 +36,9 @@ test: venv  ## run the whole test suite
 
 test-fast: venv  ## the suite without tests marked slow
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-explore: venv  ## property tests with random seeds and many examples (EXAMPLES=2000); pin what fails with @example
+	HYPOTHESIS_PROFILE=explore HYPOTHESIS_EXAMPLES=$(EXAMPLES) $(PY) -m pytest -q -m property $(PYTEST_ARGS)
 
 demo: venv  ## the main job: run the end-to-end demo into $(DEMO_OUT)
 	$(VENV)/bin/omniactor demo --out $(DEMO_OUT)

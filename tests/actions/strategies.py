@@ -19,19 +19,27 @@ from omniactor.actions import (
     TypeText,
     Wait,
 )
+from omniactor.actions.free_text import MAX_TEXT_CHARS, SHORT_ESCAPES
 
 unit = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
 points = st.builds(Point, unit, unit)
-texts = st.text(max_size=40)
+
+#: every typed text the class accepts: any characters but the control characters without a short
+#: JSON escape (``actions.free_text``), up to the length limit
+typed_texts = st.text(st.characters(exclude_characters=[chr(c) for c in range(0x20) if chr(c) not in SHORT_ESCAPES]),
+                      max_size=MAX_TEXT_CHARS)
+#: every app name the class accepts: no control characters, no white space at either end
+app_names = st.text(st.characters(exclude_categories=("Cc", "Cs")), min_size=1, max_size=MAX_TEXT_CHARS).map(
+    str.strip).filter(bool)
 
 gui_actions = st.one_of(
     st.builds(Click, points),
     st.builds(LongPress, points),
-    st.builds(TypeText, texts),
+    st.builds(TypeText, typed_texts),
     st.builds(Scroll, st.sampled_from(SCROLL_DIRECTIONS), st.none() | points),
     st.builds(Swipe, points, points),
     st.builds(PressKey, st.sampled_from(KEYS)),
-    st.builds(OpenApp, texts.filter(lambda s: s.strip() != "")),
+    st.builds(OpenApp, app_names),
     st.just(Wait()),
     st.builds(Terminate, st.sampled_from(["success", "failure"])),
 )

@@ -2,34 +2,13 @@
 
 import regex
 from hypothesis import given
-from hypothesis import strategies as st
 
-from omniactor.actions import (
-    KEYS,
-    Click,
-    LongPress,
-    OpenApp,
-    PressKey,
-    Scroll,
-    Swipe,
-    Terminate,
-    TypeText,
-    Wait,
-)
-from omniactor.actions.grammar import coordinate, free_text, integer_below
+from omniactor.actions.free_text import typed_text_pattern
+from omniactor.actions.grammar import coordinate, integer_below
 from omniactor.actions.tokenizers import build_action_tokenizer
 
-from .strategies import points
+from .strategies import gui_actions
 
-# the grammar's free text: 1+ characters, no quotes, backslashes or control characters
-texts = st.text(st.characters(blacklist_characters='"\\', blacklist_categories=("Cc", "Cs")), min_size=1,
-                max_size=40)
-gui_actions = st.one_of(
-    st.builds(Click, points), st.builds(LongPress, points), st.builds(TypeText, texts),
-    st.builds(Scroll, st.sampled_from(["up", "down", "left", "right"]), st.none() | points),
-    st.builds(Swipe, points, points), st.builds(PressKey, st.sampled_from(KEYS)), st.builds(OpenApp, texts),
-    st.just(Wait()), st.builds(Terminate, st.sampled_from(["success", "failure"])),
-)
 TOKENIZERS = [("gui_text", {}), ("gui_text", {"decimals": 4}), ("gui_location", {"grid": 32}),
               ("gui_location", {"grid": 8, "fine": 4})]
 PATTERNS = [(build_action_tokenizer(n, **a), regex.compile(build_action_tokenizer(n, **a).output_pattern()))
@@ -47,7 +26,7 @@ def test_every_encoded_gui_action_is_a_sentence_of_its_tokenizers_language(actio
 def test_sentences_out_of_range_or_malformed_are_not_in_the_language():
     _, gui_text = PATTERNS[0]
     for bad in ["click(x=1.5, y=0.2)", "click(x=-0.1, y=0.2)", "click(x=0.12345, y=0.2)", "click(x=1, y=0.2)",
-                'press_key(key="f13")', 'scroll(direction="diagonal")', 'type(text="")', "wait( )",
+                'press_key(key="f13")', 'scroll(direction="diagonal")', 'type(text="\\u0001")', "wait( )",
                 'terminate(status="maybe")', "click(x=0.5)", 'open_app(name=" ")']:
         assert not gui_text.fullmatch(bad), bad
     assert gui_text.fullmatch("click(x=0.5, y=", partial=True)  # a prefix can still be completed
@@ -61,7 +40,7 @@ def test_grammar_pieces():
     assert regex.fullmatch(integer_below(12), "11") and not regex.fullmatch(integer_below(12), "12")
     assert not regex.fullmatch(integer_below(12), "01")
     assert regex.fullmatch(coordinate(3), "0.125") and not regex.fullmatch(coordinate(3), "0.1255")
-    assert regex.fullmatch(free_text(3), '"abc"') and not regex.fullmatch(free_text(3), '"abcd"')
+    assert regex.fullmatch(typed_text_pattern(3), '"abc"') and not regex.fullmatch(typed_text_pattern(3), '"abcd"')
 
 
 def test_discrete_phrases_are_their_own_language():

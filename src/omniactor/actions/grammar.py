@@ -8,8 +8,9 @@ from the pieces here, and the patterns are **finite and in range by construction
 - a coordinate is ``0.d{1,4}`` or ``1.0`` (``format_action`` writes ``repr(float)``,
   points keep at most 4 decimals), so every accepted point lies in ``[0, 1]``;
 - keys, scroll directions and terminate statuses are alternations of the allowed values;
-- free text (``type``, ``open_app``) is a JSON string without escapes, bounded in length,
-  so generation always terminates;
+- free text (``type``, ``open_app``) is the written form ``actions.free_text`` defines
+  (the same definition the action classes check), bounded in length, so generation
+  always terminates;
 - grid cells are alternations of ``0 .. n-1`` (``<loc_517>`` with 1024 cells).
 
 So every sentence parses with ``parse_action`` / the tokenizer's ``decode`` and lies in
@@ -22,10 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from .free_text import ESCAPED_CHARS_MAX, MAX_TEXT_CHARS, app_name_pattern, typed_text_pattern
 from .gui import KEYS, SCROLL_DIRECTIONS, TERMINATE_STATUSES
 
-#: longest free text (typed text, app names) the grammar lets a model write
-MAX_TEXT_CHARS = 200
+__all__ = ["MAX_TEXT_CHARS", "alternatives", "coordinate", "decimal_point", "gui_max_chars", "gui_pattern",
+           "integer_below", "quoted"]
 
 
 def alternatives(options: Iterable[str]) -> str:
@@ -50,14 +52,6 @@ def quoted(options: Iterable[str]) -> str:
     return '"' + alternatives(options) + '"'
 
 
-def free_text(limit: int = MAX_TEXT_CHARS, nonblank: bool = False) -> str:
-    """A JSON string literal of 1..``limit`` characters, no escapes or control characters;
-    ``nonblank``: the first character is not white space (an app name cannot be blank)."""
-    if nonblank:
-        return r'"[^"\\\x00-\x20\s][^"\\\x00-\x1f]{0,' + str(int(limit) - 1) + '}"'
-    return r'"[^"\\\x00-\x1f]{1,' + str(int(limit)) + '}"'
-
-
 #: an upper bound on the length of GUI sentences with points: the longest is a swipe,
 #: ``swipe(x1=0.1234, y1=0.1234, x2=0.1234, y2=0.1234)`` (50) or with cell tokens
 #: ``swipe(<loc_99999><fine_9999>, <loc_99999><fine_9999>)`` (54)
@@ -66,8 +60,8 @@ POINT_ACTION_MAX_CHARS = 64
 
 def gui_max_chars(text_limit: int = MAX_TEXT_CHARS) -> int:
     """An upper bound on the length of a GUI sentence: a swipe, or ``open_app(name="...")``
-    with the longest free text."""
-    return max(POINT_ACTION_MAX_CHARS, len('open_app(name="")') + int(text_limit))
+    with the longest free text, every character written escaped."""
+    return max(POINT_ACTION_MAX_CHARS, len('open_app(name="")') + ESCAPED_CHARS_MAX * int(text_limit))
 
 
 def coordinate(decimals: int = 4) -> str:
@@ -88,15 +82,14 @@ def gui_pattern(point: str, point1: str, point2: str, text_limit: int = MAX_TEXT
     and ``point2`` those of a swipe's start and end; typed text and app names have at most
     ``text_limit`` characters.
     """
-    text = free_text(text_limit)
     return "(?:" + "|".join([
         rf"click\({point}\)",
         rf"long_press\({point}\)",
-        rf"type\(text={text}\)",
+        rf"type\(text={typed_text_pattern(text_limit)}\)",
         rf"scroll\(direction={quoted(SCROLL_DIRECTIONS)}(?:, {point})?\)",
         rf"swipe\({point1}, {point2}\)",
         rf"press_key\(key={quoted(KEYS)}\)",
-        rf"open_app\(name={free_text(text_limit, nonblank=True)}\)",
+        rf"open_app\(name={app_name_pattern(text_limit)}\)",
         r"wait\(\)",
         rf"terminate\(status={quoted(TERMINATE_STATUSES)}\)",
     ]) + ")"

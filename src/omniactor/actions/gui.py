@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal, Union
 
 from .errors import ActionValueError
+from .free_text import check_app_name, check_typed_text
 
 POINT_DECIMALS = 4
 GRID_SIZE = 1000
@@ -108,14 +109,13 @@ class LongPress:
 
 @dataclass(frozen=True)
 class TypeText:
-    """Type ``text`` into the focused field."""
+    """Type ``text`` into the focused field (what text may hold: ``actions.free_text``)."""
 
     type: ClassVar[str] = "type"
     text: str
 
     def __post_init__(self) -> None:
-        if not isinstance(self.text, str):
-            raise ActionValueError(f"type text must be a string, got {self.text!r}")
+        check_typed_text(self.text)
 
 
 @dataclass(frozen=True)
@@ -157,12 +157,13 @@ class PressKey:
 
 @dataclass(frozen=True)
 class OpenApp:
+    """Open the app called ``name`` (what a name may hold: ``actions.free_text``)."""
+
     type: ClassVar[str] = "open_app"
     name: str
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise ActionValueError(f"open_app needs a non-empty app name, got {self.name!r}")
+        check_app_name(self.name)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ own grammar (``ast``) with literal arguments only, so nothing is ever evaluated.
 from __future__ import annotations
 
 import ast
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Union
@@ -35,6 +34,7 @@ from typing import Any, Union
 from .continuous import ContinuousAction
 from .discrete import DiscreteAction
 from .errors import ActionError, ActionParseError, ActionValueError
+from .free_text import write_free_text
 from .gui import (
     GRID_SIZE,
     Click,
@@ -64,7 +64,7 @@ def _num(value: float) -> str:
 
 
 def _str(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    return write_free_text(value)
 
 
 def _point_args(point: Point, tag: str = "") -> str:

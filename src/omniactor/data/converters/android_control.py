@@ -217,7 +217,7 @@ class AndroidControlConverter(Converter):
             name = raw.get("app_name")
             if not isinstance(name, str) or not name.strip():
                 raise Skip("bad_action", f"open_app without app_name: {raw}")
-            return OpenApp(name), {}
+            return OpenApp(name.strip()), {}
         if kind in _KEYS:
             return PressKey(_KEYS[kind]), {}
         if kind == "wait":
