@@ -72,6 +72,29 @@ def test_two_workers_match_one_and_validate(tmp_path):
     assert len(assert_whole_episodes(tmp_path / "one")) == 9
 
 
+def contents(root) -> dict[tuple[str, int], tuple]:
+    """(episode, step) -> everything training reads of the record: prompt, answer, state, image bytes."""
+    out = {}
+    for record in iter_records(root):
+        sample = record.sample
+        images = tuple((Path(root) / image).read_bytes() for image in sample.images)
+        out[(sample.episode, sample.step)] = (sample.prompt, sample.answer, json.dumps(sample.meta.get("state")), images)
+    return out
+
+
+def test_two_collections_hold_the_same_records_whatever_the_workers_timing(tmp_path):
+    """Which worker runs which episode, and so the shards' order, is timing; the records are not."""
+    require("babyai")
+    from omniactor.envs.registry import resolve_tasks
+
+    tasks = tuple(resolve_tasks("babyai", "GoToRedBall,GoToLocal"))
+    settings = {**BABYAI, "env_config": {"image_size": [32, 32], "state_format": "onehot"}}
+    for out in ("a", "b"):
+        collect(CollectConfig(tasks=tasks, episodes=4, out=str(tmp_path / out), workers=2, **settings))
+    a, b = contents(tmp_path / "a"), contents(tmp_path / "b")
+    assert len(a) > 8 and a == b
+
+
 def test_rerun_skips_finished_episodes_and_checks_settings(tmp_path):
     require("babyai")
     out = str(tmp_path / "d")
