@@ -9,7 +9,11 @@ Layout of a dataset folder::
 
 ``DatasetWriter`` validates every sample before writing it, saves its images (PIL images,
 numpy arrays, encoded bytes or existing files), rotates shards by record count, and on
-close merges its counts into the manifest under a lock (temporary file + rename). With
+close merges its counts into the manifest under a lock (temporary file + rename). A write
+of its own files that fails (a full disk) raises an ``OSError`` naming the file, cuts the
+shard back to its last whole line and fails the writer: it never lists its shards in the
+manifest, which goes on describing exactly the records that are whole on disk (``collect``
+and ``convert`` remove such unlisted shards when they resume). With
 ``append=True`` it continues after the highest shard number; several writers (parallel
 collectors) may append to one folder at once: each claims shard files exclusively.
 Reading streams line by line, so memory stays flat in the dataset size; a line over
@@ -25,6 +29,7 @@ import re
 import shutil
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +38,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import OmniactorError
+from ..fileio import naming, write_all
 from .domains import action_kind, domain_problems, known_domains
 from .manifest import (
     IMAGE_DIR,
@@ -62,6 +68,8 @@ _FILE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"}
 #: the longest shard line read: a record with its prompts and meta takes kilobytes; a longer line
 #: (an image embedded as text, a runaway writer) is reported as bad without being read into memory
 MAX_LINE_BYTES = 16 * 2**20
+#: lines a writer keeps before handing them to the OS
+_BUFFER_BYTES = 1 << 20
 
 
 class NotADatasetError(OmniactorError, FileNotFoundError):
@@ -387,7 +395,9 @@ class DatasetWriter:
 
         numbers = [_SHARD_NAME.match(Path(rel).name) for rel in shard_paths(self.root)]
         self._next_index = max((int(m.group(1)) for m in numbers if m), default=-1) + 1
-        self._file: Any = None
+        self._file: Any = None  # the open shard (unbuffered binary); lines wait in _buffer
+        self._buffer = bytearray()
+        self._failed = False  # a write of this writer's own files failed: it never merges into the manifest
         self._shard_rel = ""
         self._shard_index = -1
         self._in_shard = 0
@@ -416,22 +426,53 @@ class DatasetWriter:
         while True:
             rel = f"{SHARD_DIR}/shard-{index:05d}.jsonl"
             try:
-                self._file = open(self.root / rel, "x", encoding="utf-8", newline="\n")
+                with naming(self.root / rel):
+                    self._file = open(self.root / rel, "xb", buffering=0)  # noqa: SIM115 - closed in _close_shard
                 break
             except FileExistsError:  # another writer claimed it
                 index += 1
         self._next_index = index + 1
         self._shard_index, self._shard_rel, self._in_shard = index, rel, 0
 
+    def _write_out(self) -> None:
+        """Hand the buffered lines to the OS. On an error (a full disk) the shard is cut back to
+        its last whole line and the writer is failed: ``close`` will not list its shards."""
+        if not self._buffer:
+            return
+        fd = self._file.fileno()
+        whole = os.fstat(fd).st_size
+        try:
+            with naming(self.root / self._shard_rel):
+                write_all(fd, self._buffer)
+        except OSError:
+            self._failed = True
+            with suppress(OSError):
+                os.ftruncate(fd, whole)
+            raise
+        self._buffer.clear()
+
     def _close_shard(self) -> None:
         if self._file is None:
             return
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        self._file = None
-        if self._in_shard == 0:
+        try:
+            if not self._failed:
+                self._write_out()
+                with naming(self.root / self._shard_rel):
+                    os.fsync(self._file.fileno())
+        except OSError:
+            self._failed = True
+            raise
+        finally:
+            self._buffer.clear()
+            self._file.close()
+            self._file = None
+        if self._in_shard == 0 and not self._failed:
             os.unlink(self.root / self._shard_rel)
+
+    def _refuse_if_failed(self) -> None:
+        if self._failed:
+            raise OSError(f"{self.root / self._shard_rel}: an earlier write of this DatasetWriter failed; "
+                          "its records are not committed")
 
     # -- writing
 
@@ -488,6 +529,7 @@ class DatasetWriter:
         """
         if self.closed:
             raise ValueError("write to a closed DatasetWriter")
+        self._refuse_if_failed()
         if images is not None and sample.images:
             raise ValueError(f"sample ({sample.where}) already has image paths; pass images= or paths, not both")
         kinds = [_image_kind(image, self.image_format) for image in (images or ())]
@@ -505,10 +547,17 @@ class DatasetWriter:
         if problems:
             raise SampleError(problems, sample.where)
         if images is not None:
-            (self.root / IMAGE_DIR / f"{self._shard_index:05d}").mkdir(parents=True, exist_ok=True)
-            for image, rel in zip(images, sample.images, strict=True):
-                _save_image(image, self.root / rel, self.image_format, self.jpeg_quality)
-        self._file.write(line + "\n")
+            try:
+                (self.root / IMAGE_DIR / f"{self._shard_index:05d}").mkdir(parents=True, exist_ok=True)
+                for image, rel in zip(images, sample.images, strict=True):
+                    with naming(self.root / rel):
+                        _save_image(image, self.root / rel, self.image_format, self.jpeg_quality)
+            except OSError:
+                self._failed = True
+                raise
+        self._buffer += (line + "\n").encode("utf-8")
+        if len(self._buffer) >= _BUFFER_BYTES:
+            self._write_out()
         self._in_shard += 1
         self.num_written += 1
         self._count(sample)
@@ -530,8 +579,10 @@ class DatasetWriter:
         self._contribution.shards[self._shard_rel] = self._in_shard
 
     def flush(self) -> None:
+        """Hand every line written so far to the OS (they survive a kill of this process)."""
+        self._refuse_if_failed()
         if self._file is not None:
-            self._file.flush()
+            self._write_out()
 
     def close(self) -> Manifest:
         """Close the shard and merge this writer's counts into ``manifest.json``; returns the merged manifest."""
@@ -539,6 +590,8 @@ class DatasetWriter:
             return load_manifest(self.root) or Manifest()
         self.closed = True
         self._close_shard()
+        if self._failed:  # its shards stay unlisted: `collect` and `convert` remove them when they resume
+            return load_manifest(self.root) or Manifest()
         for source, acc in self._accumulators.items():
             self._contribution.sources[source].action_stats = acc.result()
         for source, info in self._contribution.sources.items():

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..actions import ActionNormalizer, ContinuousSpace, DiscreteSpace
 from ..errors import OmniactorError
+from ..fileio import remove_stale_lock, write_text_atomic
 from .domains import DEFAULT_DOMAINS, check_domain_declarations, known_domains
 
 FORMAT_NAME = "omniactor-sharegpt"
@@ -376,13 +377,8 @@ def dumps_readable(data: Any, indent: str = "") -> str:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file beside ``path``, fsync, then rename over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(dumps_readable(data) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write readable JSON to ``path`` whole or not at all (``fileio.write_text_atomic``)."""
+    write_text_atomic(path, dumps_readable(data) + "\n")
 
 
 def save_manifest(root: str | os.PathLike, manifest: Manifest) -> None:
@@ -403,7 +399,8 @@ def llamafactory_dataset_info(name: str = "omniactor") -> dict[str, Any]:
 
 @contextmanager
 def manifest_lock(root: str | os.PathLike, timeout: float = 120.0) -> Iterator[None]:
-    """Hold ``manifest.lock`` (created exclusively) while reading, merging and writing the manifest."""
+    """Hold ``manifest.lock`` (created exclusively, holding the pid) while reading, merging and writing
+    the manifest; a lock whose process is gone (killed while merging) is taken over."""
     path = Path(root) / LOCK_FILE
     deadline = time.monotonic() + timeout
     while True:
@@ -411,6 +408,8 @@ def manifest_lock(root: str | os.PathLike, timeout: float = 120.0) -> Iterator[N
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             break
         except FileExistsError:
+            if remove_stale_lock(path):  # left by a writer killed while merging
+                continue
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"{path} has been held for over {timeout:.0f}s; if no writer is running, delete it"

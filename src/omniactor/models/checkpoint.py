@@ -27,12 +27,24 @@ import torch
 from torch import nn
 
 from ..errors import OmniactorError
+from ..fileio import naming
 from .adapters import ADAPTERS_KEY, adapter_config, attach_adapters
 from .heterogeneity import CONFIG_KEY, HeterogeneityConfig, convert, heterogeneity_config
 
 WEIGHTS_INDEX = "model.safetensors.index.json"
 WEIGHTS_FILE = "model.safetensors"
 _MODEL_FILES = {"config.json", "generation_config.json", WEIGHTS_INDEX}
+
+
+def _write_errors() -> tuple[type[BaseException], ...]:
+    from safetensors import SafetensorError
+
+    return (RuntimeError, SafetensorError)
+
+
+#: what torch (``RuntimeError``) and safetensors (``SafetensorError``) raise when a write fails
+#: (a full disk): ``fileio.naming(path, also=WRITE_ERRORS)`` turns them into an ``OSError`` naming the file
+WRITE_ERRORS = _write_errors()
 
 
 class CheckpointError(OmniactorError, ValueError):
@@ -116,22 +128,26 @@ def _assign(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> nn.
 
 
 def save_pretrained(model: nn.Module, directory: str | Path, processor: Any = None) -> Path:
-    """Write ``model`` (and its processor/tokenizer, when given) to ``directory``."""
+    """Write ``model`` (and its processor/tokenizer, when given) to ``directory``.
+
+    A write that fails (a full disk) raises an ``OSError`` naming the folder (``fileio.naming``),
+    whatever the library under it raised; callers write to a temporary folder and rename it."""
     from huggingface_hub import save_torch_state_dict
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    # tensors under the module tree's own names (transformers' save_pretrained would rename
-    # them to the hub's legacy layout, which knows nothing of the per-domain experts)
-    for stale in list(directory.glob("*.safetensors")) + [directory / WEIGHTS_INDEX]:
-        stale.unlink(missing_ok=True)
-    save_torch_state_dict(model.state_dict(), directory, max_shard_size="5GB")
-    model.config.architectures = [type(model).__name__]
-    model.config.save_pretrained(directory)
-    if getattr(model, "generation_config", None) is not None:
-        model.generation_config.save_pretrained(directory)
-    if processor is not None:
-        processor.save_pretrained(directory)
+    with naming(directory, also=WRITE_ERRORS):
+        directory.mkdir(parents=True, exist_ok=True)
+        # tensors under the module tree's own names (transformers' save_pretrained would rename
+        # them to the hub's legacy layout, which knows nothing of the per-domain experts)
+        for stale in list(directory.glob("*.safetensors")) + [directory / WEIGHTS_INDEX]:
+            stale.unlink(missing_ok=True)
+        save_torch_state_dict(model.state_dict(), directory, max_shard_size="5GB")
+        model.config.architectures = [type(model).__name__]
+        model.config.save_pretrained(directory)
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.save_pretrained(directory)
+        if processor is not None:
+            processor.save_pretrained(directory)
     return directory
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from ..errors import OmniactorError
+from ..fileio import write_text_atomic
 
 
 class ConfigError(OmniactorError, ValueError):
@@ -320,4 +321,4 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_plain(config), sort_keys=False))
+    write_text_atomic(path, yaml.safe_dump(to_plain(config), sort_keys=False))  # read back by `omniactor demo`

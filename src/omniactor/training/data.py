@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,8 @@ from ..data import DatasetReader, validate_dataset
 from ..data.prompts import human_turn
 from ..data.sample import IMAGE_MARKER
 from ..errors import OmniactorError
+from ..fileio import naming
+from ..models.checkpoint import WRITE_ERRORS
 from ..models.chat import StateLayout, chat_inputs, end_of_turn_id, per_domain, with_state_marker
 from .config import SourceConfig
 
@@ -255,6 +258,18 @@ class PreprocessedCache(torch.utils.data.Dataset):
         directory = Path(directory)
         tmp = directory.with_name(directory.name + f".tmp-{os.getpid()}")
         tmp.mkdir(parents=True, exist_ok=True)
+        try:
+            with naming(tmp, also=WRITE_ERRORS):  # a full disk: "error: <folder>: ...", the folder removed
+                PreprocessedCache._build(directory, tmp, items, encoder, progress)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    @staticmethod
+    def _build(directory: Path, tmp: Path, items: Sequence[Item], encoder: SampleEncoder, progress: bool) -> None:
+        from safetensors.torch import save_file
+        from tqdm.auto import tqdm
+
         previous = _previous_actions(items)
         readers: dict[str, DatasetReader] = {}
         samples: dict[tuple[str, str, int], Any] = {}
@@ -281,8 +296,6 @@ class PreprocessedCache(torch.utils.data.Dataset):
         meta = {"domains": [i.domain for i in items], "sources": [i.source for i in items], "lengths": lengths}
         (tmp / "index.json").write_text(json.dumps(meta))
         if directory.exists():  # another process finished first: keep its copy
-            import shutil
-
             shutil.rmtree(tmp)
             return
         os.replace(tmp, directory)

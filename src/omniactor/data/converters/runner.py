@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import OmniactorError
+from ...fileio import JsonLinesAppender, json_line, read_json_lines, write_bytes_atomic
 from ..domains import domain_problems, known_domains
 from ..io import DatasetWriter, shard_paths
 from ..manifest import IMAGE_DIR, load_manifest, write_json_atomic
@@ -159,14 +160,8 @@ def conversion_lock(out: Path) -> Iterator[None]:
 
 def _ledger_entries(folder: Path) -> Iterator[dict[str, Any]]:
     for path in sorted(folder.glob("ledger*.jsonl")):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut short by a kill: that episode was not confirmed
-                if isinstance(entry, dict) and entry.get("status") == "done":
-                    yield entry
+        entries, _ = read_json_lines(path)  # a line cut short by a kill is dropped: that episode was not confirmed
+        yield from (e for e in entries if isinstance(e, dict) and e.get("status") == "done")
 
 
 def recover(out: Path, had_state: bool) -> list[str]:
@@ -196,13 +191,12 @@ def recover(out: Path, had_state: bool) -> list[str]:
             shards = entry.get("shards") or []
             if shards and all(s in listed for s in shards) and entry.get("episode") not in kept:
                 kept[entry["episode"]] = entry
-        tmp = folder / (LEDGER_FILE + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            for entry in kept.values():
-                f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        # the compacted ledger replaces ledger.jsonl first, then the others go: a kill in between
+        # leaves entries twice (read once), never none
+        write_bytes_atomic(folder / LEDGER_FILE, b"".join(json_line(entry) for entry in kept.values()))
         for old in folder.glob("ledger*.jsonl"):
-            old.unlink()
-        os.replace(tmp, folder / LEDGER_FILE)
+            if old.name != LEDGER_FILE:
+                old.unlink()
     return orphans
 
 
@@ -276,7 +270,7 @@ def _run_job(job: _Job, report: Callable[[str, int], None]) -> _Result:
     def open_writer() -> DatasetWriter:
         return DatasetWriter(job.out, append=True, action_spaces=spaces, shard_size=job.shard_size)
 
-    ledger = open(job.ledger, "a", encoding="utf-8")  # noqa: SIM115 - closed in the finally below
+    ledger = JsonLinesAppender(job.ledger)
     try:
         for unit in job.units:
             for item in converter.episodes(unit):
@@ -317,10 +311,10 @@ def _run_job(job: _Job, report: Callable[[str, int], None]) -> _Result:
                     if record.file not in shards:
                         shards.append(record.file)
                 writer.flush()
+                # the episode counts once its ledger line is whole: a full disk before that abandons
+                # the writer (its shards stay unlisted), so no record is ever kept without its line
+                ledger.append({"episode": item.id, "status": "done", "shards": shards, "records": len(steps)})
                 in_episode = False
-                entry = {"episode": item.id, "status": "done", "shards": shards, "records": len(steps)}
-                ledger.write(json.dumps(entry, ensure_ascii=False) + "\n")
-                ledger.flush()
                 result.converted += 1
                 result.steps += len(steps)
                 report("converted", len(steps))
@@ -348,6 +342,8 @@ def _worker_main(job: _Job, queue: Any, index: int) -> None:
     try:
         result = _run_job(job, lambda kind, steps: queue.put(("progress", index, kind, steps)))
         queue.put(("result", index, result, None))
+    except OSError as err:  # a full disk, a permission: the parent raises it as it is (``error: FILE: ...``)
+        queue.put(("error", index, (err.errno, err.strerror or str(err), err.filename), traceback.format_exc()))
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises
         queue.put(("error", index, None, traceback.format_exc()))
 
@@ -472,6 +468,7 @@ def _run_jobs(jobs: list[_Job], progress: bool, source: str) -> list[_Result]:
             process.start()
         results: dict[int, _Result] = {}
         errors: dict[int, str] = {}
+        os_errors: list[tuple] = []
         try:
             while len(results) + len(errors) < len(jobs):
                 try:
@@ -487,9 +484,13 @@ def _run_jobs(jobs: list[_Job], progress: bool, source: str) -> list[_Result]:
                     results[index] = payload
                 else:
                     errors[index] = f"worker {index} failed:\n{extra}"
+                    if payload is not None:
+                        os_errors.append(payload)
         finally:
             for process in processes:
                 process.join()
+        if os_errors:  # the other workers closed what they finished: re-running resumes
+            raise OSError(*os_errors[0])
         if errors:
             message = "\n".join(errors[i] for i in sorted(errors))
             raise RuntimeError(f"conversion failed (finished episodes are kept; re-run to resume):\n{message}")
