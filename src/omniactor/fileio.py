@@ -98,8 +98,8 @@ def write_text_atomic(path: str | os.PathLike, text: str, encoding: str = "utf-8
 
 
 def json_line(record: Any) -> bytes:
-    """``record`` as one line of compact JSON (UTF-8, newline-terminated; NaN refused)."""
-    return (json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+    """``record`` as one line of JSON (UTF-8, newline-terminated)."""
+    return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def _drop_cut_tail(fd: int) -> int:

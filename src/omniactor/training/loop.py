@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 
+from ..fileio import JsonLinesAppender, naming
+from ..models.checkpoint import WRITE_ERRORS
 from .config import TrainConfig, save_config
 from .data import (
     HEAD_TARGETS,
@@ -293,16 +295,25 @@ def complete_checkpoints(output_dir: Path) -> list[Path]:
 def save_checkpoint(accelerator: Any, output_dir: Path, step: int, keep: int) -> None:
     final = output_dir / f"{CHECKPOINT_PREFIX}{step:07d}"
     tmp = output_dir / f"{CHECKPOINT_PREFIX}{step:07d}.tmp"
-    if accelerator.is_main_process and tmp.exists():
-        shutil.rmtree(tmp)
+    if accelerator.is_main_process:
+        for stale in [tmp, *output_dir.glob(f"{CHECKPOINT_PREFIX}*.tmp-old")]:  # left by a kill or a full disk
+            shutil.rmtree(stale, ignore_errors=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
+    try:
+        with naming(tmp, also=WRITE_ERRORS):  # a full disk: "error: <folder>: ...", never a traceback
+            accelerator.save_state(str(tmp))
+            if accelerator.is_main_process:
+                (tmp / STATE_FILE).write_text(json.dumps({"step": step}))
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (tmp / STATE_FILE).write_text(json.dumps({"step": step}))
         tmp.rename(final)  # a checkpoint is complete or absent
         for old in complete_checkpoints(output_dir)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+            doomed = old.with_name(old.name + ".tmp-old")  # no longer a checkpoint while it is deleted
+            old.rename(doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
     accelerator.wait_for_everyone()
 
 
@@ -480,8 +491,8 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
                       **{f"loss/{k}": v[0] / max(v[1], 1) for k, v in totals.items()}}
             if balance is not None:
                 record["router_balance"] = float(balance)
-            with metrics_file.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+            with JsonLinesAppender(metrics_file) as f:
+                f.append(record)
             for k, v in record.items():
                 if k != "step":
                     writer.add_scalar(k, v, step)
@@ -514,8 +525,8 @@ def record_runtime(output_dir: Path, step: int, processes: int, device: Any) -> 
 
     record = {"step": step, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
               "processes": processes, "device": str(device), "machine": platform.machine()}
-    with (output_dir / RUNTIME_FILE).open("a") as f:
-        f.write(json.dumps(record) + "\n")
+    with JsonLinesAppender(output_dir / RUNTIME_FILE) as f:
+        f.append(record)
     return record
 
 
@@ -563,8 +574,8 @@ def log_eval(config, accelerator, model, processor, encoder, step, metrics_file,
     with accelerator.main_process_first():
         losses = evaluate_loss(config, model, processor, encoder, cache_root, progress=False)
     if accelerator.is_main_process:
-        with metrics_file.open("a") as f:
-            f.write(json.dumps({"step": step, **{f"eval_loss/{d}": v for d, v in losses.items()}}) + "\n")
+        with JsonLinesAppender(metrics_file) as f:
+            f.append({"step": step, **{f"eval_loss/{d}": v for d, v in losses.items()}})
         for d, v in losses.items():
             writer.add_scalar(f"eval_loss/{d}", v, step)
     return losses
@@ -603,10 +614,15 @@ def save_final(model: Any, processor: Any, action_tokenizers: dict[str, Any], di
         model = model.merge_and_unload()
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    save_pretrained(model, tmp, processor)
-    for domain, tokenizer in action_tokenizers.items():
-        tokenizer.save(tmp / "action_tokenizers" / domain)
-    if settings is not None:
-        settings.save(tmp)
+    try:
+        with naming(tmp):
+            save_pretrained(model, tmp, processor)
+            for domain, tokenizer in action_tokenizers.items():
+                tokenizer.save(tmp / "action_tokenizers" / domain)
+            if settings is not None:
+                settings.save(tmp)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(directory, ignore_errors=True)
     tmp.rename(directory)
