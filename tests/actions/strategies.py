@@ -26,7 +26,8 @@ points = st.builds(Point, unit, unit)
 
 #: every typed text the class accepts: any characters but the control characters without a short
 #: JSON escape (``actions.free_text``), up to the length limit
-typed_texts = st.text(st.characters(exclude_characters=[chr(c) for c in range(0x20) if chr(c) not in SHORT_ESCAPES]),
+typed_texts = st.text(st.characters(exclude_categories=("Cs",),
+                                    exclude_characters=[chr(c) for c in range(0x20) if chr(c) not in SHORT_ESCAPES]),
                       max_size=MAX_TEXT_CHARS)
 #: every app name the class accepts: no control characters, no white space at either end
 app_names = st.text(st.characters(exclude_categories=("Cc", "Cs")), min_size=1, max_size=MAX_TEXT_CHARS).map(
