@@ -49,10 +49,11 @@ def test_a_trained_agent_gets_results_report_chart_and_episode_pictures_and_runs
     # a line cut by a crash: that episode runs again; re-running with more episodes runs only the new ones
     lines = (out / "episodes.jsonl").read_text().splitlines()
     (out / "episodes.jsonl").write_text("\n".join(lines[:2]) + "\n" + lines[2][:20])
-    evaluate(EvalConfig(episodes=4, **config))
+    resumed = evaluate(EvalConfig(episodes=4, **config))
     records = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()[:2]]
-    kept = (out / "episodes.jsonl").read_text().splitlines()
-    assert len(records) == 2 and len(kept) == 5 and json.loads((out / "results.json").read_text())["episodes"] == 4
+    kept = (out / "episodes.jsonl").read_text().splitlines()  # the cut line is cut off and counted
+    assert len(records) == 2 and len(kept) == 4 and json.loads((out / "results.json").read_text())["episodes"] == 4
+    assert resumed["cut_lines_dropped"] == 1
     with pytest.raises(EvalError, match="other settings"):
         evaluate(EvalConfig(episodes=4, **{**config, "seed": 7}))
 

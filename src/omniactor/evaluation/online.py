@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from ..fileio import JsonLinesAppender, read_json_lines, write_text_atomic
+
 EPISODES_FILE = "episodes.jsonl"
 CONFIG_FILE = "eval_config.json"
 #: the agent options that choose how answers are decoded (``Agent.set_decoding``)
@@ -236,18 +238,9 @@ def _finished(out: Path, config: EvalConfig) -> dict[str, dict[str, Any]]:
             raise EvalError(f"{out} holds an evaluation with other settings ({', '.join(changed)}); "
                             "give another --out or delete it")
     out.mkdir(parents=True, exist_ok=True)
-    config_file.write_text(json.dumps(config.identity(), indent=2))
-    done: dict[str, dict[str, Any]] = {}
-    path = out / EPISODES_FILE
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by a crash: that episode runs again
-                done[record["key"]] = record
-    return done
+    write_text_atomic(config_file, json.dumps(config.identity(), indent=2))
+    records, _ = read_json_lines(out / EPISODES_FILE)  # a line cut by a crash is dropped: that episode runs again
+    return {record["key"]: record for record in records}
 
 
 class Recorder:
@@ -255,15 +248,8 @@ class Recorder:
 
     def __init__(self, out: Path, save_episodes: int, bar: Any):
         self.out, self.save_episodes, self.bar = out, save_episodes, bar
-        path = out / EPISODES_FILE
-        cut = False
-        if path.exists() and path.stat().st_size:
-            with path.open("rb") as existing:
-                existing.seek(-1, os.SEEK_END)
-                cut = existing.read(1) != b"\n"
-        self.file = path.open("a")
-        if cut:  # a line cut by a crash: its episode runs again, on a line of its own
-            self.file.write("\n")
+        self.file = JsonLinesAppender(out / EPISODES_FILE)  # each line whole or absent
+        self.dropped = self.file.dropped  # a last line cut by a crash, cut off: its episode runs again
         self.successes = self.count = 0
 
     def wants_frames(self, job: Job) -> bool:
@@ -271,8 +257,7 @@ class Recorder:
 
     def record(self, job: Job, record: dict[str, Any], frames: list[np.ndarray]) -> dict[str, Any]:
         record = {"key": job.key, "task": job.task, "index": job.index, "seed": job.seed, **record}
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
+        self.file.append(record)
         if frames:
             save_frames(frames, self.out / "episodes" / f"{job.task}-{job.index}", bool(record["success"]))
         self.count += 1
@@ -346,7 +331,8 @@ def evaluate(config: EvalConfig, agent: Any = None) -> dict[str, Any]:
             worker.close()
         if bar is not None:
             bar.close()
-    return finish(config, out, restarts, time.monotonic() - started, agent, stats_before, torch_threads)
+    return finish(config, out, restarts, time.monotonic() - started, agent, stats_before, torch_threads,
+                  recorder.dropped)
 
 
 def cpu_threads_beside(agent: Any, env_processes: int) -> int | None:
@@ -369,15 +355,19 @@ def cpu_threads_beside(agent: Any, env_processes: int) -> int | None:
 
 
 def finish(config: EvalConfig, out: Path, restarts: int, seconds: float, agent: Any = None,
-           stats_before: dict[str, int] | None = None, torch_threads: int | None = None) -> dict[str, Any]:
+           stats_before: dict[str, int] | None = None, torch_threads: int | None = None,
+           cut_lines: int = 0) -> dict[str, Any]:
     """Summarise ``episodes.jsonl`` (this run's episodes and earlier ones) into the result files;
-    ``torch_threads``: the agent's thread count (its float sums, and so its answers, depend on it)."""
+    ``torch_threads``: the agent's thread count (its float sums, and so its answers, depend on it);
+    ``cut_lines``: lines of ``episodes.jsonl`` an interrupted run left cut, dropped (their episodes ran again)."""
     from .results import summarize, write_results
 
     wanted = {job.key for job in plan(config)}
     episodes = [r for r in _finished(out, config).values() if r["key"] in wanted]
     results = {"env": config.env, "policy": config.policy, "checkpoint": config.checkpoint, "split": config.split,
                "seed": config.seed, "restarts": restarts, "seconds": round(seconds, 1), **summarize(episodes, config.tasks)}
+    if cut_lines:
+        results["cut_lines_dropped"] = cut_lines
     if agent is not None:  # this run's answers (an agent may serve several evaluations)
         before = stats_before or {}
         results["decoding"] = {"constrained": agent.constrained, "do_sample": agent.do_sample,

@@ -9,12 +9,15 @@ interval of all its episodes pooled (``pooled_interval``).
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from ..fileio import write_bytes_atomic, write_text_atomic
 
 #: why an episode did not succeed
 FAILURE_CAUSES = ("timeout", "failed", "refused_action", "expert_error", "env_error")
@@ -83,8 +86,8 @@ def write_results(out: str | Path, results: Mapping[str, Any], title: str) -> No
     """``results.json``, ``report.md`` and ``success.png`` in ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "report.md").write_text(markdown_report(results, title, chart="success.png"))
+    write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")  # whole or the previous one
+    write_text_atomic(out / "report.md", markdown_report(results, title, chart="success.png"))
     plot_success({title: results["tasks"]}, out / "success.png", title=title)
 
 
@@ -144,6 +147,8 @@ def plot_success(series: Mapping[str, Mapping[str, Mapping[str, Any]]], path: st
         ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=100)
+    picture = io.BytesIO()
+    fig.savefig(picture, dpi=100, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
+    write_bytes_atomic(path, picture.getvalue())
     return path
