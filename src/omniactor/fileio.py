@@ -66,9 +66,9 @@ def naming(path: str | os.PathLike, also: tuple[type[BaseException], ...] = ()) 
                       os.fspath(path)) from err
 
 
-def write_all(fd: int, data: bytes | memoryview) -> None:
+def write_all(fd: int, data: bytes | bytearray) -> None:
     """``os.write`` until every byte is written (a short write is continued, an error raised)."""
-    view = memoryview(data)
+    view = memoryview(bytes(data))  # a copy: a bytearray stays resizable whatever the traceback holds
     while view:
         view = view[os.write(fd, view):]
 

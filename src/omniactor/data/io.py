@@ -10,10 +10,10 @@ Layout of a dataset folder::
 ``DatasetWriter`` validates every sample before writing it, saves its images (PIL images,
 numpy arrays, encoded bytes or existing files), rotates shards by record count, and on
 close merges its counts into the manifest under a lock (temporary file + rename). A write
-of its own files that fails (a full disk) raises an ``OSError`` naming the file, cuts the
-shard back to its last whole line and fails the writer: it never lists its shards in the
-manifest, which goes on describing exactly the records that are whole on disk (``collect``
-and ``convert`` remove such unlisted shards when they resume). With
+of its own files that fails (a full disk) raises an ``OSError`` naming the file and fails the
+writer: it removes the shards (and images) it created and never merges into the manifest,
+which goes on describing exactly the records on disk. A writer killed before closing leaves
+shards the manifest does not list; ``collect`` and ``convert`` remove them when they resume. With
 ``append=True`` it continues after the highest shard number; several writers (parallel
 collectors) may append to one folder at once: each claims shard files exclusively.
 Reading streams line by line, so memory stays flat in the dataset size; a line over
@@ -29,7 +29,7 @@ import re
 import shutil
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -398,6 +398,7 @@ class DatasetWriter:
         self._file: Any = None  # the open shard (unbuffered binary); lines wait in _buffer
         self._buffer = bytearray()
         self._failed = False  # a write of this writer's own files failed: it never merges into the manifest
+        self._created: list[int] = []  # the shard numbers this writer claimed (removed again if it fails)
         self._shard_rel = ""
         self._shard_index = -1
         self._in_shard = 0
@@ -432,41 +433,49 @@ class DatasetWriter:
             except FileExistsError:  # another writer claimed it
                 index += 1
         self._next_index = index + 1
+        self._created.append(index)
         self._shard_index, self._shard_rel, self._in_shard = index, rel, 0
 
     def _write_out(self) -> None:
-        """Hand the buffered lines to the OS. On an error (a full disk) the shard is cut back to
-        its last whole line and the writer is failed: ``close`` will not list its shards."""
-        if not self._buffer:
-            return
-        fd = self._file.fileno()
-        whole = os.fstat(fd).st_size
-        try:
+        """Hand the buffered lines to the OS (see ``_fail`` for an error)."""
+        if self._buffer:
             with naming(self.root / self._shard_rel):
-                write_all(fd, self._buffer)
-        except OSError:
-            self._failed = True
-            with suppress(OSError):
-                os.ftruncate(fd, whole)
-            raise
+                write_all(self._file.fileno(), self._buffer)
+            self._buffer.clear()
+
+    def _fail(self) -> None:
+        """After a failed write of its own files (a full disk): remove every shard this writer
+        created and their images, so the folder holds what the manifest lists and nothing else
+        (and the space is free again); ``close`` then merges nothing."""
+        self._failed = True
         self._buffer.clear()
+        if self._file is not None:
+            with suppress(OSError):
+                self._file.close()
+            self._file = None
+        for index in self._created:
+            with suppress(OSError):
+                (self.root / SHARD_DIR / f"shard-{index:05d}.jsonl").unlink()
+            shutil.rmtree(self.root / IMAGE_DIR / f"{index:05d}", ignore_errors=True)
+
+    @contextmanager
+    def _or_fail(self) -> Iterator[None]:
+        """``_fail`` on an ``OSError`` of the block, then raise it."""
+        try:
+            yield
+        except OSError:
+            self._fail()
+            raise
 
     def _close_shard(self) -> None:
         if self._file is None:
             return
-        try:
-            if not self._failed:
-                self._write_out()
-                with naming(self.root / self._shard_rel):
-                    os.fsync(self._file.fileno())
-        except OSError:
-            self._failed = True
-            raise
-        finally:
-            self._buffer.clear()
+        with self._or_fail(), naming(self.root / self._shard_rel):
+            self._write_out()
+            os.fsync(self._file.fileno())
             self._file.close()
-            self._file = None
-        if self._in_shard == 0 and not self._failed:
+        self._file = None
+        if self._in_shard == 0:
             os.unlink(self.root / self._shard_rel)
 
     def _refuse_if_failed(self) -> None:
@@ -547,17 +556,15 @@ class DatasetWriter:
         if problems:
             raise SampleError(problems, sample.where)
         if images is not None:
-            try:
+            with self._or_fail():
                 (self.root / IMAGE_DIR / f"{self._shard_index:05d}").mkdir(parents=True, exist_ok=True)
                 for image, rel in zip(images, sample.images, strict=True):
                     with naming(self.root / rel):
                         _save_image(image, self.root / rel, self.image_format, self.jpeg_quality)
-            except OSError:
-                self._failed = True
-                raise
         self._buffer += (line + "\n").encode("utf-8")
         if len(self._buffer) >= _BUFFER_BYTES:
-            self._write_out()
+            with self._or_fail():
+                self._write_out()
         self._in_shard += 1
         self.num_written += 1
         self._count(sample)
@@ -582,7 +589,8 @@ class DatasetWriter:
         """Hand every line written so far to the OS (they survive a kill of this process)."""
         self._refuse_if_failed()
         if self._file is not None:
-            self._write_out()
+            with self._or_fail():
+                self._write_out()
 
     def close(self) -> Manifest:
         """Close the shard and merge this writer's counts into ``manifest.json``; returns the merged manifest."""
@@ -590,7 +598,7 @@ class DatasetWriter:
             return load_manifest(self.root) or Manifest()
         self.closed = True
         self._close_shard()
-        if self._failed:  # its shards stay unlisted: `collect` and `convert` remove them when they resume
+        if self._failed:  # its shards are gone (``_fail``): the manifest stays as it was
             return load_manifest(self.root) or Manifest()
         for source, acc in self._accumulators.items():
             self._contribution.sources[source].action_stats = acc.result()
@@ -599,9 +607,10 @@ class DatasetWriter:
         with manifest_lock(self.root):
             current = load_manifest(self.root) or Manifest()
             merged = current.merge(self._contribution)
-            save_manifest(self.root, merged)
-            if not (self.root / LLAMAFACTORY_FILE).exists():
-                write_json_atomic(self.root / LLAMAFACTORY_FILE, llamafactory_dataset_info())
+            with self._or_fail():  # the manifest last: it is the commit point
+                if not (self.root / LLAMAFACTORY_FILE).exists():
+                    write_json_atomic(self.root / LLAMAFACTORY_FILE, llamafactory_dataset_info())
+                save_manifest(self.root, merged)
         return merged
 
     def __enter__(self) -> DatasetWriter:

@@ -54,6 +54,7 @@ class Committer:
         self._encoder = ThreadPoolExecutor(1, thread_name_prefix="omniactor-png")
         self._pending: list[Any] = []
         self._error: str | None = None
+        self._os_error: list | None = None  # (errno, strerror, filename) of a failed write: raised as an OSError
 
     def _encode_and_send(self, episode: Episode) -> None:
         level = self.config.png_compress_level
@@ -89,6 +90,7 @@ class Committer:
                 return True
             if event["type"] == "committer_error":
                 self._error = event["error"]
+                self._os_error = event.get("os_error")
                 return True
             self.report(event)
 
@@ -97,6 +99,8 @@ class Committer:
         for future in done:
             self._pending.remove(future)
             future.result()  # raises what the encoder raised
+        if self._os_error is not None:
+            raise OSError(*self._os_error)
         if self._error is not None or not self._process.is_alive():
             raise RuntimeError(f"committing failed: {self._error or 'the committer process is gone'}")
 
@@ -124,6 +128,8 @@ class Committer:
             if self._process.is_alive():
                 self._process.kill()
             self._episodes.cancel_join_thread()  # never hang at exit on a pipe nobody reads
+        if self._os_error is not None:  # a full disk: `error: FILE: ...`; what was committed stays
+            raise OSError(*self._os_error)
         if self._error is not None:
             raise RuntimeError(f"committing failed: {self._error}")
 
@@ -144,6 +150,10 @@ def _committer_main(config, env_name, domain, space, episodes, events, parent: i
 
     try:
         loop.run(get)
+    except OSError as err:  # a full disk: the worker raises it as an OSError naming the file
+        events.put({"type": "committer_error", "error": f"{type(err).__name__}: {err}",
+                    "os_error": [err.errno, err.strerror or str(err), err.filename]})
+        return
     except BaseException as err:  # noqa: BLE001 -- reported to the worker, which raises it
         events.put({"type": "committer_error", "error": f"{type(err).__name__}: {err}\n{traceback.format_exc()}"})
         return

@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from ...fileio import pid_alive as _alive
 from ..manifest import IMAGE_DIR, LOCK_FILE, SHARD_DIR, load_manifest, write_json_atomic
 from .config import STATE_DIR, CollectError
 
@@ -134,18 +135,3 @@ class Ledger:
     def write_commit(self, shard: str, episodes: list[dict[str, Any]]) -> None:
         self.commits.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.commits / f"{Path(shard).stem}.json", {"shard": shard, "episodes": episodes})
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (a zombie, killed but not yet reaped, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")

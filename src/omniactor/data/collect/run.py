@@ -64,6 +64,7 @@ def _run_jobs(config: CollectConfig, todo: list[Job], summary: CollectSummary, o
         bar = tqdm(total=len(todo), unit="ep", desc=f"collect {config.env}", dynamic_ncols=True)
     new_keys: set[str] = set()
     counts = {"ok": 0, "done": 0}
+    os_errors: list[list] = []  # failed writes (a full disk): raised once the workers are gone
 
     def handle(event: dict) -> None:
         kind = event["type"]
@@ -84,6 +85,8 @@ def _run_jobs(config: CollectConfig, todo: list[Job], summary: CollectSummary, o
             summary.given_up += 1
         elif kind == "worker_error":
             summary.worker_errors.append(event["error"])
+            if event.get("os_error"):
+                os_errors.append(event["os_error"])
         if on_event is not None:
             on_event(event)
 
@@ -93,6 +96,8 @@ def _run_jobs(config: CollectConfig, todo: list[Job], summary: CollectSummary, o
         if config.workers == 1:
             try:
                 run_worker(0, config, todo, handle)
+            except OSError:  # a full disk: `error: FILE: ...` (exit 2); the committed episodes stay
+                raise
             except Exception as err:  # noqa: BLE001 -- reported in the summary, like a worker process's
                 summary.worker_errors.append(f"{type(err).__name__}: {err}")
                 traceback.print_exc()
@@ -128,6 +133,8 @@ def _run_jobs(config: CollectConfig, todo: list[Job], summary: CollectSummary, o
             process.join()
             if process.exitcode not in (0, None) and number not in reported:
                 summary.worker_errors.append(f"worker {number} (pid {process.pid}) exited with code {process.exitcode}")
+        if os_errors:
+            raise OSError(*os_errors[0])
         return new_keys
     finally:
         if bar is not None:
