@@ -399,6 +399,7 @@ class DatasetWriter:
         self._buffer = bytearray()
         self._failed = False  # a write of this writer's own files failed: it never merges into the manifest
         self._created: list[int] = []  # the shard numbers this writer claimed (removed again if it fails)
+        self._merged = False  # close merged it into the manifest
         self._shard_rel = ""
         self._shard_index = -1
         self._in_shard = 0
@@ -442,6 +443,14 @@ class DatasetWriter:
             with naming(self.root / self._shard_rel):
                 write_all(self._file.fileno(), self._buffer)
             self._buffer.clear()
+
+    def abandon(self) -> None:
+        """Drop everything this writer wrote (when something it was written with failed, e.g. a
+        full disk while writing a ledger): its shards and images are removed and it merges nothing.
+        A no-op once ``close`` has merged it into the manifest."""
+        if not self._merged:
+            self.closed = True
+            self._fail()
 
     def _fail(self) -> None:
         """After a failed write of its own files (a full disk): remove every shard this writer
@@ -611,6 +620,7 @@ class DatasetWriter:
                 if not (self.root / LLAMAFACTORY_FILE).exists():
                     write_json_atomic(self.root / LLAMAFACTORY_FILE, llamafactory_dataset_info())
                 save_manifest(self.root, merged)
+            self._merged = True
         return merged
 
     def __enter__(self) -> DatasetWriter:

@@ -265,10 +265,14 @@ class CommitLoop:
             spaces = {self.env_name: self.space} if self.space is not None else None
             writer = DatasetWriter(self.config.out, append=True, shard_size=1 << 40, action_spaces=spaces)
             shard = None
-            for episode, encoded in written:
-                for sample, images in self._samples(episode, encoded):
-                    shard = writer.write(sample, images=images).file
-            # A crash before close leaves the shard out of the manifest: the next run discards it.
-            self.ledger.write_commit(shard, [ep.info(written=True) for ep, _ in written])
-            writer.close()  # merges into manifest.json: the commit point
+            try:
+                for episode, encoded in written:
+                    for sample, images in self._samples(episode, encoded):
+                        shard = writer.write(sample, images=images).file
+                # A crash before close leaves the shard out of the manifest: the next run discards it.
+                self.ledger.write_commit(shard, [ep.info(written=True) for ep, _ in written])
+                writer.close()  # merges into manifest.json: the commit point
+            except OSError:  # a full disk: the batch's shard goes now, the folder stays as committed
+                writer.abandon()
+                raise
         self.report({"type": "commit", "episodes": [ep.info(written=bool(enc)) for ep, enc in pending]})

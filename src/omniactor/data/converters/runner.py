@@ -327,6 +327,12 @@ def _run_job(job: _Job, report: Callable[[str, int], None]) -> _Result:
         if writer is not None:
             writer.close()
             writer = None
+    except OSError:  # a full disk: inside an episode (its ledger line included), drop the writer's shards now
+        if writer is not None and in_episode:
+            writer.abandon()
+        elif writer is not None:
+            writer.close()
+        raise
     except BaseException:
         if writer is not None and not in_episode:
             writer.close()  # everything written so far is whole episodes: keep it
