@@ -77,7 +77,8 @@ def worker_process(worker: int, config: CollectConfig, jobs: Any, results: Any) 
                 "error": f"{type(err).__name__}: {err}",
                 "traceback": traceback.format_exc(),
                 # a full disk: the parent raises it as an OSError naming the file
-                **({"os_error": [err.errno, err.strerror or str(err), err.filename]} if isinstance(err, OSError) else {}),
+                **({"os_error": [err.errno, err.strerror or str(err), err.filename]}
+                   if isinstance(err, OSError) else {}),
             }
         )
         raise SystemExit(1) from None
