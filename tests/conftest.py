@@ -22,6 +22,15 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 import pytest  # noqa: E402
 
 
+def pytest_terminal_summary(terminalreporter):
+    """The fault tests' counts (faults injected, results validated, records lost), when they ran."""
+    import sys
+
+    faults = sys.modules.get("tests.test_faults")
+    if faults is not None and faults.COUNTS["faults"]:
+        terminalreporter.write_line(faults.summary_line())
+
+
 def pytest_collection_modifyitems(items):
     """Mark every hypothesis test ``property``, so ``pytest -m property`` selects them."""
     for item in items:
