@@ -25,10 +25,11 @@ from typing import Any
 
 import yaml
 
+from ..errors import OmniactorError
 from .plan import PLANS, DemoPlan
 
 
-class DemoError(RuntimeError):
+class DemoError(OmniactorError, RuntimeError):
     """The demo cannot continue as asked (the message says what to change)."""
 
 
@@ -138,12 +139,9 @@ def expert_rates(collected: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 def run_demo(out: str | Path = "outputs/demo", quick: bool = False, study: bool = False,
              progress: bool = True, seeds: int = 3) -> int:
-    """The whole job; returns a process exit code. ``study`` adds the paper's comparison."""
-    try:
-        return _run(Path(out), quick, study, progress, seeds)
-    except DemoError as err:
-        print(f"error: {err}")
-        return 2
+    """The whole job; returns a process exit code. ``study`` adds the paper's comparison. Raises
+    ``DemoError`` when it cannot continue as asked (the command line prints it as ``error: ...``)."""
+    return _run(Path(out), quick, study, progress, seeds)
 
 
 def _run(out: Path, quick: bool, study: bool, progress: bool, seeds: int) -> int:

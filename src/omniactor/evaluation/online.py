@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import OmniactorError
 from ..fileio import JsonLinesAppender, read_json_lines, write_text_atomic
 
 EPISODES_FILE = "episodes.jsonl"
@@ -45,7 +46,7 @@ CONFIG_FILE = "eval_config.json"
 DECODING_OPTIONS = ("do_sample", "temperature", "top_k", "seed")
 
 
-class EvalError(RuntimeError):
+class EvalError(OmniactorError, RuntimeError):
     """The evaluation cannot run as configured (the message says what to change)."""
 
 
