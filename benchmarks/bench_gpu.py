@@ -139,7 +139,8 @@ def attention_info(model: Any, requested: str | None) -> dict[str, Any]:
     """The attention implementation each tower runs, and the SDPA backends torch may pick from."""
     config = model.config
     vision = getattr(config, "vision_config", None)
-    info: dict[str, Any] = {"requested": requested, "text": getattr(config.get_text_config(), "_attn_implementation", None),
+    text_attention = getattr(config.get_text_config(), "_attn_implementation", None)
+    info: dict[str, Any] = {"requested": requested, "text": text_attention,
                             "vision": getattr(vision, "_attn_implementation", None)}
     if torch.cuda.is_available():
         backends = torch.backends.cuda

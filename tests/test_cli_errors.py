@@ -170,7 +170,8 @@ def test_a_broken_dataset_gives_a_clear_message_never_a_traceback(command, kind,
         assert re.search(r"(^|\n)error: ", err) and str(folder) in err, err
     if (command, kind) not in SILENT:
         assert SAYS[kind] in message, message
-        if kind not in ("corrupt_manifest", "missing_manifest"):  # the file and line, or (an image opened later) the record
+        # the file and line, or (an image opened later) the record
+        if kind not in ("corrupt_manifest", "missing_manifest"):
             assert SHARD in message or "episode gui-000, step 0: images[0]" in message, message
     if command == "data stats" and code == OK and (command, kind) not in SILENT:
         assert "warning: " in err and f"omniactor data validate {folder}" in err  # said where --json readers look

@@ -78,7 +78,8 @@ def contents(root) -> dict[tuple[str, int], tuple]:
     for record in iter_records(root):
         sample = record.sample
         images = tuple((Path(root) / image).read_bytes() for image in sample.images)
-        out[(sample.episode, sample.step)] = (sample.prompt, sample.answer, json.dumps(sample.meta.get("state")), images)
+        state = json.dumps(sample.meta.get("state"))
+        out[(sample.episode, sample.step)] = (sample.prompt, sample.answer, state, images)
     return out
 
 

@@ -91,7 +91,8 @@ def test_the_first_frame_does_not_depend_on_the_episode_before():
     fresh = make_env("metaworld", "push", image_size=64)
     used = make_env("metaworld", "push", image_size=64)
     try:
-        assert run_episode(used, make_expert("metaworld", used), Job("push-v3", 0, 3, "train")).success  # moves the puck
+        # the expert moves the puck
+        assert run_episode(used, make_expert("metaworld", used), Job("push-v3", 0, 3, "train")).success
         assert np.array_equal(fresh.reset(5).image, used.reset(5).image)
     finally:
         fresh.close()

@@ -323,7 +323,8 @@ class Agent:
         among its ``top_k`` best (from ``generator``, else the agent's)."""
         if not self.do_sample:
             return int(logits.argmax())
-        return sample_top_k(logits, self.temperature, self.top_k, generator if generator is not None else self.generator)
+        generator = generator if generator is not None else self.generator
+        return sample_top_k(logits, self.temperature, self.top_k, generator)
 
     def generate(self, requests: Sequence[tuple],
                  constrained: bool | None = None, max_new_tokens: int | None = None,

@@ -75,8 +75,8 @@ def _rows(root: str) -> Iterator[dict[str, Any]]:
             yield hf_row(record.sample, Path(root))
         except OSError as err:
             sample = record.sample
-            raise DatasetFormatError(f"{Path(root) / record.location}: cannot read an image of episode {sample.episode}, "
-                                     f"step {sample.step}: {error_message(err)}") from None
+            raise DatasetFormatError(f"{Path(root) / record.location}: cannot read an image of episode "
+                                     f"{sample.episode}, step {sample.step}: {error_message(err)}") from None
 
 
 def export_to_hf(root: str | os.PathLike, out_dir: str | os.PathLike) -> Any:

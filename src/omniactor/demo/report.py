@@ -92,7 +92,8 @@ def reproducibility(out: Path, collected: dict[str, Any], results: dict[str, dic
     counts (training, acting), and the environment restarts (the one event that timing decides)."""
     runtime_file = out / "runs" / "omniactor" / "runtime.jsonl"
     starts = [json.loads(line) for line in runtime_file.read_text().splitlines()] if runtime_file.exists() else []
-    acting = sorted({r["torch_threads"] for by_env in results.values() for r in by_env.values() if "torch_threads" in r})
+    acting = sorted({r["torch_threads"] for by_env in results.values() for r in by_env.values()
+                     if "torch_threads" in r})
     return {"torch": starts[-1]["torch"] if starts else None,
             "train_threads": sorted({s["torch_threads"] for s in starts}), "train_starts": len(starts),
             "eval_threads": acting,
@@ -135,8 +136,9 @@ def write_report(out: Path, plan: DemoPlan, collected: dict[str, Any], results: 
     ceiling = {task: rate for env in experts.values() for task, rate in env.items()}
     plot_success(per_task, out / "success.png", title=f"demo ({plan.name}): success on unseen seeds",
                  ceiling=ceiling)
-    plot_success({name: {d: {"success_rate": row[name], "ci95": intervals[d][name]["ci95"]} for d, row in domains.items()
-                         if name in row} for name in results}, out / "domains.png", title="mean success per domain",
+    per_domain = {name: {d: {"success_rate": row[name], "ci95": intervals[d][name]["ci95"]}
+                         for d, row in domains.items() if name in row} for name in results}
+    plot_success(per_domain, out / "domains.png", title="mean success per domain",
                  ceiling={d: row["expert"] for d, row in domains.items()})
     curves = training_curves(out / "runs" / "omniactor")
     if curves:
@@ -170,9 +172,9 @@ def write_report(out: Path, plan: DemoPlan, collected: dict[str, Any], results: 
                               for name in ("trained", "untrained"))
         lines.append(f"| {domain} | {cells[0]} | {cells[1]} | {row['expert']:.0%} | {episodes} |")
     if any(env.baseline_episodes < env.eval_episodes for env in plan.envs):
+        counts = ", ".join(f"{e.env} {e.eval_episodes} / {e.baseline_episodes}" for e in plan.envs)
         lines += ["", ("The untrained model acts on fewer episodes per task than the trained agent "
-                       f"({', '.join(f'{e.env} {e.eval_episodes} / {e.baseline_episodes}' for e in plan.envs)}), which keeps the demo "
-                       "within its time; its intervals are wider.")]
+                       f"({counts}), which keeps the demo within its time; its intervals are wider.")]
     line = summary_line(plan, domains, intervals)
     if line:
         lines += ["", f"Summary: {line}"]

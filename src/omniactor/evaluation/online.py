@@ -16,7 +16,8 @@ the episode is run again from its seed and the restart counted; an action the en
 refuses ends that episode as a failure (``refused_action``). Finished episodes are
 appended to ``episodes.jsonl`` as they end, so re-running the same command continues
 where it stopped. Each agent episode's record carries ``trajectory``, a digest of its actions,
-so two runs can be compared episode by episode (``compare_runs``). At the end: ``results.json``, ``report.md``, ``success.png``
+so two runs can be compared episode by episode (``compare_runs``). At the end: ``results.json``,
+``report.md``, ``success.png``
 (``evaluation.results``) and, with ``save_episodes``, a GIF and an image strip of the
 first episodes of each task.
 """
@@ -366,7 +367,8 @@ def finish(config: EvalConfig, out: Path, restarts: int, seconds: float, agent: 
     wanted = {job.key for job in plan(config)}
     episodes = [r for r in _finished(out, config).values() if r["key"] in wanted]
     results = {"env": config.env, "policy": config.policy, "checkpoint": config.checkpoint, "split": config.split,
-               "seed": config.seed, "restarts": restarts, "seconds": round(seconds, 1), **summarize(episodes, config.tasks)}
+               "seed": config.seed, "restarts": restarts, "seconds": round(seconds, 1),
+               **summarize(episodes, config.tasks)}
     if cut_lines:
         results["cut_lines_dropped"] = cut_lines
     if agent is not None:  # this run's answers (an agent may serve several evaluations)

@@ -93,7 +93,8 @@ def write_results(out: str | Path, results: Mapping[str, Any], title: str) -> No
 
 def markdown_report(results: Mapping[str, Any], title: str, chart: str | None = None) -> str:
     lines = [f"# {title}", ""]
-    meta = {k: v for k, v in results.items() if k not in ("tasks", "mean_success_rate", "episodes", "successes", "ci95")}
+    pooled = ("tasks", "mean_success_rate", "episodes", "successes", "ci95")
+    meta = {k: v for k, v in results.items() if k not in pooled}
     if meta:
         lines += [f"- {k}: `{json.dumps(v) if not isinstance(v, str) else v}`" for k, v in meta.items()] + [""]
     lines += ["| task | success | 95% interval | episodes | mean steps | failures | invalid actions |",

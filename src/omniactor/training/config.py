@@ -200,8 +200,9 @@ def _build(cls: type, data: Any, where: str) -> Any:
     return cls(**kwargs)
 
 
-_WORDS = {int: ("a whole number", "whole numbers"), float: ("a number", "numbers"), bool: ("true or false", "true/false"),
-          str: ("a text", "texts"), type(None): ("null", "nulls"), Any: ("anything", "values")}
+_WORDS = {int: ("a whole number", "whole numbers"), float: ("a number", "numbers"),
+          bool: ("true or false", "true/false"), str: ("a text", "texts"), type(None): ("null", "nulls"),
+          Any: ("anything", "values")}
 
 
 def _type_name(hint: Any, plural: bool = False) -> str:
@@ -257,7 +258,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
                 value = int(value) if hint is int else float(value)
             except ValueError:
                 raise wrong from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (hint is int and not isinstance(value, int)):
+        not_a_whole_number = hint is int and not isinstance(value, int)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not_a_whole_number:
             raise wrong
         return hint(value)
     if isinstance(hint, type) and not isinstance(value, hint):

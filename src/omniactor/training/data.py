@@ -37,8 +37,8 @@ from ..data.prompts import human_turn
 from ..data.sample import IMAGE_MARKER
 from ..errors import OmniactorError
 from ..fileio import naming
-from ..models.checkpoint import WRITE_ERRORS
 from ..models.chat import StateLayout, chat_inputs, end_of_turn_id, per_domain, with_state_marker
+from ..models.checkpoint import WRITE_ERRORS
 from .config import SourceConfig
 
 CHUNK = 256
@@ -252,8 +252,6 @@ class PreprocessedCache(torch.utils.data.Dataset):
     @staticmethod
     def build(directory: str | Path, items: Sequence[Item], encoder: SampleEncoder, progress: bool = True) -> None:
         """Encode every item into ``directory`` (written to a temporary folder, then renamed)."""
-        from safetensors.torch import save_file
-        from tqdm.auto import tqdm
 
         directory = Path(directory)
         tmp = directory.with_name(directory.name + f".tmp-{os.getpid()}")
