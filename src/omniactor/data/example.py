@@ -39,6 +39,7 @@ from ..actions import (
     TypeText,
     format_action,
 )
+from ..fileio import write_text_atomic
 from .io import DatasetWriter, Record
 from .prompts import build_sample
 
@@ -247,9 +248,7 @@ def _rewrite_line(root: Path, record: Record, text: str, newline: bool = True) -
     path = root / record.file
     lines = path.read_text(encoding="utf-8").split("\n")[:-1]
     lines[record.line - 1] = text
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + ("\n" if newline else ""), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, "\n".join(lines) + ("\n" if newline else ""))
 
 
 def _plant_faults(root: Path, records: dict) -> list[PlantedFault]:
