@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -77,6 +79,18 @@ def test_click_type_keys_through_the_screen(enter_text):
     button = _element(obs, id="subbtn")
     result = enter_text.step(Click(button.point()))
     assert result.terminated and not result.success and result.reward < 0
+
+
+def test_a_screenshot_does_not_depend_on_the_wall_clock(enter_text):
+    """A focused field's caret blinks every half second; it must not reach the pixels."""
+    obs = enter_text.reset(1)
+    enter_text.step(Click(_element(obs, id="tt").point()))
+    screens = []
+    for _ in range(6):  # 1.5 s: three blink phases
+        time.sleep(0.25)
+        screens.append(enter_text.step(Wait()).observation.image)
+    assert _element(enter_text.observe(), id="tt").focused
+    assert all(np.array_equal(screens[0], screen) for screen in screens[1:])
 
 
 def test_the_time_limit_is_lifted(enter_text):

@@ -149,6 +149,20 @@ def configure_chromium() -> None:
     os.environ["MINIWOB_CHROMEDRIVER"] = driver
 
 
+# Chromium blinks the text caret, so a screenshot taken while a field has focus
+# depends on the wall clock: the same episode gave different pixels in two runs.
+# A transparent caret makes a screenshot a function of the page alone; the field
+# still shows its focus ring.
+_HIDE_CARET = """
+if (!document.getElementById('omniactor-hide-caret')) {
+  const style = document.createElement('style');
+  style.id = 'omniactor-hide-caret';
+  style.textContent = '* { caret-color: transparent !important; }';
+  document.head.appendChild(style);
+}
+"""
+
+
 class MiniWoBEnv(Env):
     """One MiniWoB++ task in its own headless Chromium."""
 
@@ -239,7 +253,9 @@ class MiniWoBEnv(Env):
     def _reset(self, seed: int) -> Observation:
         try:
             self.driver.execute_script(f"core.EPISODE_MAX_TIME = {int(self.episode_max_time * 1000)};")
+            self.driver.execute_script(_HIDE_CARET)
             self._obs, _ = self.env.reset(seed=seed)
+            self.driver.execute_script(_HIDE_CARET)  # again, in case miniwob reloaded the page
         except Exception as err:  # selenium raises many types when the browser is gone
             raise EnvError(f"MiniWoB++ {self.task} reset failed (browser died?): {type(err).__name__}: {err}") from err
         self.instruction = str(self._obs["utterance"])
