@@ -55,7 +55,8 @@ def build_agent(preset_name: str, image_size: int, seed: int = 0) -> Any:
     for tokenizer in tokenizers.values():
         add_action_vocabulary(model, processor.tokenizer, tokenizer)
     convert(model, HeterogeneityConfig("omniactor", shared_layers=preset.shared_layers, domains=DOMAINS))
-    settings = AgentSettings(list(DOMAINS), history=4, image_size=image_size, system_prompts={d: "" for d in DOMAINS})
+    settings = AgentSettings.from_flat(list(DOMAINS), history=4, image_size=image_size,
+                                    system_prompts={d: "" for d in DOMAINS})
     return Agent(model, processor, tokenizers, settings, max_text_chars=32)
 
 

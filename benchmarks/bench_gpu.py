@@ -374,7 +374,7 @@ def build_agents(args: argparse.Namespace) -> tuple[Any, Any]:
     regression head): one Agent writing answers, one acting by the head."""
     from omniactor.actions import EEF_DELTA_GRIPPER, ContinuousAction
     from omniactor.actions.tokenizers import build_action_tokenizer
-    from omniactor.agent import Agent, AgentSettings
+    from omniactor.agent import Agent, AgentSettings, DomainSettings
     from omniactor.models.chat import add_adapters
     from omniactor.models.heterogeneity import HeterogeneityConfig, convert
     from omniactor.models.presets import build_model, get_preset
@@ -391,8 +391,8 @@ def build_agents(args: argparse.Namespace) -> tuple[Any, Any]:
     add_adapters(model, processor.tokenizer, regression_dims={"embodied": len(EEF_DELTA_GRIPPER)})
     model.omniactor_adapters.to(device=args.device, dtype=model.dtype)
     convert(model, HeterogeneityConfig("omniactor", shared_layers=args.shared_layers, domains=DOMAINS))
-    settings = AgentSettings(list(DOMAINS), history=0, image_size=args.image_size,
-                             system_prompts={d: "" for d in DOMAINS}, regression_heads=["embodied"])
+    settings = AgentSettings({d: DomainSettings("regression_head" if d == "embodied" else "tokens", 0, args.image_size)
+                              for d in DOMAINS})
     tokens = Agent(model, processor, tokenizers, settings, use_heads=False, max_text_chars=32)
     head = Agent(model, processor, tokenizers, settings, use_heads=True)
     return tokens, head

@@ -12,7 +12,7 @@ def build_random_agent(text_limit: int = 8, classification: bool = False, **opti
     """``classification``: BabyAI's domain acts by a classification head (as in the demo)."""
     from omniactor.actions import BABYAI_ACTIONS, XYZ_GRIPPER, ContinuousAction
     from omniactor.actions.tokenizers import build_action_tokenizer
-    from omniactor.agent import Agent, AgentSettings
+    from omniactor.agent import Agent, AgentSettings, DomainSettings
     from omniactor.models.heterogeneity import HeterogeneityConfig, convert
     from omniactor.models.presets import build_model, get_preset
     from omniactor.models.vocabulary import add_action_vocabulary
@@ -33,8 +33,8 @@ def build_random_agent(text_limit: int = 8, classification: bool = False, **opti
 
         add_adapters(model, processor.tokenizer, classification_sizes={"discrete": len(BABYAI_ACTIONS)})
     convert(model, HeterogeneityConfig("omniactor", shared_layers=1, domains=DOMAINS))
-    settings = AgentSettings(list(DOMAINS), history=2, image_size=56, system_prompts={d: "" for d in DOMAINS},
-                             classification_heads=["discrete"] if classification else [])
+    outputs = {"discrete": "classification_head"} if classification else {}
+    settings = AgentSettings({d: DomainSettings(outputs.get(d, "tokens"), history=2, image_size=56) for d in DOMAINS})
     return Agent(model, processor, tokenizers, settings, max_text_chars=text_limit, **options)
 
 

@@ -22,9 +22,10 @@ def agent(trained_checkpoint):
 
 def test_final_folder_records_how_the_model_was_asked(trained_checkpoint):
     settings = json.loads((trained_checkpoint[0] / "agent.json").read_text())
-    assert settings["domains"] == ["gui", "embodied", "discrete"]
-    assert settings["history"] == 2 and settings["image_size"] == 56
-    assert settings["system_prompts"]["gui"].startswith("You are a GUI agent")
+    assert settings["format"] == 2 and list(settings["domains"]) == ["gui", "embodied", "discrete"]
+    assert {d["history"] for d in settings["domains"].values()} == {2}
+    assert {d["image_size"] for d in settings["domains"].values()} == {56}
+    assert settings["domains"]["gui"]["system_prompt"].startswith("You are a GUI agent")
 
 
 def test_act_returns_each_domains_typed_action_and_keeps_the_history(agent):

@@ -25,16 +25,17 @@ def test_the_papers_ordering_is_checked_not_assumed():
 
 
 def test_recipes_train_on_their_domains_only_with_the_same_budget():
+    from omniactor.training.config import TrainConfig
+
     for plan in (FULL, QUICK):
         for recipe in RECIPES:
             settings = recipe_settings(plan, recipe, seed=2)
             assert settings["max_steps"] == plan.study_steps and settings["seed"] == 2
-            assert set(settings["state_domains"]) <= set(settings["domains"])
-    assert recipe_settings(FULL, "gui-only", 0)["domains"] == ["gui"]
-    assert recipe_settings(FULL, "gui-only", 0)["state_domains"] == []
-    assert recipe_settings(FULL, "gui-only", 0)["regression_heads"] == []
-    assert recipe_settings(FULL, "gui-only", 0)["classification_heads"] == []
-    assert recipe_settings(FULL, "mixed-dense", 0)["classification_heads"] == ["discrete"]
-    assert recipe_settings(FULL, "ea-only", 0)["image_pointer"] is None
-    assert recipe_settings(FULL, "ea-only", 0)["regression_heads"] == ["embodied"]
+            assert all(settings["domains"][d] == plan.train["domains"][d] for d in settings["domains"])
+            TrainConfig(**settings)  # every recipe's blocks pass the checks
+    assert list(recipe_settings(FULL, "gui-only", 0)["domains"]) == ["gui"]
+    assert recipe_settings(FULL, "gui-only", 0)["domains"]["gui"]["output"] == "pointer"
+    assert recipe_settings(FULL, "mixed-dense", 0)["domains"]["discrete"]["output"] == "classification_head"
+    assert list(recipe_settings(FULL, "ea-only", 0)["domains"]) == ["embodied"]
+    assert recipe_settings(FULL, "ea-only", 0)["domains"]["embodied"]["output"] == "regression_head"
     assert recipe_settings(FULL, "hard", 0)["variant"] == "hard"

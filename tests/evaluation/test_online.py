@@ -106,7 +106,7 @@ def test_an_agent_acts_in_libero_through_the_same_harness(tmp_path):
 
     from omniactor.actions import EEF_DELTA_GRIPPER, ContinuousAction
     from omniactor.actions.tokenizers import build_action_tokenizer
-    from omniactor.agent import Agent, AgentSettings
+    from omniactor.agent import Agent, AgentSettings, DomainSettings
     from omniactor.models.heterogeneity import HeterogeneityConfig, convert
     from omniactor.models.presets import build_model, get_preset
     from omniactor.models.vocabulary import add_action_vocabulary
@@ -119,7 +119,7 @@ def test_an_agent_acts_in_libero_through_the_same_harness(tmp_path):
         [ContinuousAction(tuple(rng.uniform(-1, 1, 7).round(3).tolist()), EEF_DELTA_GRIPPER) for _ in range(64)])
     add_action_vocabulary(model, processor.tokenizer, tokenizer)
     convert(model, HeterogeneityConfig("omniactor", shared_layers=1, domains=("embodied",)))
-    agent = Agent(model, processor, {"embodied": tokenizer}, AgentSettings(["embodied"], 2, 56, {"embodied": ""}))
+    agent = Agent(model, processor, {"embodied": tokenizer}, AgentSettings({"embodied": DomainSettings(history=2, image_size=56)}))
     results = evaluate(EvalConfig(env="libero", tasks=["libero_10:0"], episodes=2, out=str(tmp_path), workers=1,
                                   env_config={"max_steps": 3, "image_size": 64}, progress=False), agent=agent)
     (numbers,) = results["tasks"].values()

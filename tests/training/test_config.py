@@ -36,8 +36,8 @@ def test_overrides_and_typos():
     config = load_config(None, ["variant=hard", "max_steps=7", "action_tokenizers.embodied.name=rvq",
                                 "data=[a, {path: b, weight: 5}]"])
     assert config.variant == "hard" and config.max_steps == 7
-    assert config.action_tokenizers["embodied"].name == "rvq"
-    assert config.action_tokenizers["gui"].name == "gui_text"  # other domains keep their defaults
+    assert config.blocks["embodied"].action_tokenizer.name == "rvq"  # the flat key, turned into the block
+    assert config.blocks["gui"].action_tokenizer.name == "gui_text"  # other domains keep their defaults
     assert [s.path for s in config.data] == ["a", "b"] and config.data[1].weight == 5
     with pytest.raises(ValueError, match="did you mean 'max_steps'"):
         load_config(None, ["max_step=3"])
@@ -46,3 +46,18 @@ def test_overrides_and_typos():
         load_config(None, ["max_steps=ten"])
     with pytest.raises(ValueError, match="key=value"):
         load_config(None, ["variant"])
+
+
+def test_a_block_is_overridden_by_dotted_keys_and_written_back_as_blocks(tmp_path):
+    from omniactor.training.config import save_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text("domains:\n  gui: {action_tokenizer: {name: gui_location, grid: 16}, output: pointer}\n"
+                    "  embodied: {action_tokenizer: {name: uniform, num_bins: 64}, output: regression_head}\n")
+    config = load_config(path, ["domains.gui.history=2", "domains.embodied.action_tokenizer.num_bins=32"])
+    assert config.blocks["gui"].history == 2 and config.blocks["gui"].output == "pointer"
+    assert config.blocks["embodied"].action_tokenizer.args == {"num_bins": 32}
+    save_config(config, tmp_path / "saved.yaml")
+    saved = (tmp_path / "saved.yaml").read_text()
+    assert "regression_heads" not in saved and "image_pointer" not in saved  # no flat keys written
+    assert load_config(tmp_path / "saved.yaml") == config

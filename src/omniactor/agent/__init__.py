@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Agent", "AgentError", "AgentSettings", "Episode"]
+__all__ = ["Agent", "AgentError", "AgentSettings", "DomainSettings", "Episode"]
 
 
 def __getattr__(name: str) -> Any:

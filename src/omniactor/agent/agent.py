@@ -33,20 +33,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from ..actions import Action, ContinuousAction, DiscreteAction, Wait, format_action
-from ..actions.errors import ActionDecodeError
-from ..actions.tokenizers.base import ActionTokenizer, CodeTokenizer
+from ..action_adapters import ActionAdapter, ActRecord, Decoded, adapter_class, build_adapter
+from ..action_adapters.distributions import ActionDistribution, sample_top_k
+from ..action_adapters.tokens import TokenAnswer
+from ..actions import Action, format_action
+from ..actions.tokenizers.base import ActionTokenizer
 from ..errors import OmniactorError
 from ..models.chat import end_of_turn_id
-from .constraints import ActionConstraint, CodeGrammar, TextGrammar, TokenTable
+from .constraints import ActionConstraint, CodeGrammar, RowState, TextGrammar, TokenTable
 
 AGENT_FILE = "agent.json"
 TOKENIZERS_DIR = "action_tokenizers"
@@ -57,39 +60,72 @@ class AgentError(OmniactorError, RuntimeError):
 
 
 @dataclass
+class DomainSettings:
+    """How one domain is asked and answers: its adapter (``output``, ``action_adapters``) and its
+    prompt (history, image size, system prompt, state input)."""
+
+    output: str = "tokens"
+    history: int = 0
+    image_size: int | None = None
+    system_prompt: str = ""
+    state_width: int | None = None  # None: no state input (0: an old agent.json; the model's width)
+
+
+@dataclass
 class AgentSettings:
-    """How the model was trained to be asked (saved as ``agent.json`` next to the weights)."""
+    """How the model was trained to be asked: one ``DomainSettings`` per domain, in the order of the
+    domain ids (saved as ``agent.json`` next to the weights)."""
 
-    domains: list[str]
-    history: int | dict[str, int] = 0  # one length, or one per domain
-    image_size: int | dict[str, int] | None = None  # one size, or one per domain
-    system_prompts: dict[str, str] = field(default_factory=dict)
-    state_widths: dict[str, int] = field(default_factory=dict)  # domains whose prompt carries the state input
-    regression_heads: list[str] = field(default_factory=list)  # domains a regression head acts for
-    classification_heads: list[str] = field(default_factory=list)  # domains a classification head acts for
+    domains: dict[str, DomainSettings]
 
-    @property
-    def head_domains(self) -> list[str]:
-        return [*self.regression_heads, *self.classification_heads]
+    FORMAT: ClassVar[int] = 2
 
-    @property
-    def state_domains(self) -> list[str]:
-        return list(self.state_widths)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"domains": self.domains, "history": self.history, "image_size": self.image_size,
-                "system_prompts": self.system_prompts, "state_widths": self.state_widths,
-                "regression_heads": self.regression_heads, "classification_heads": self.classification_heads}
+    def __post_init__(self) -> None:
+        if not isinstance(self.domains, dict):  # a list of names: each with the defaults
+            self.domains = {str(d): DomainSettings() for d in self.domains}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> AgentSettings:
+    def from_flat(cls, domains: Sequence[str], history: int | dict[str, int] = 0,
+                  image_size: int | dict[str, int] | None = None, system_prompts: dict[str, str] | None = None,
+                  state_widths: dict[str, int] | None = None, regression_heads: Sequence[str] = (),
+                  classification_heads: Sequence[str] = ()) -> AgentSettings:
+        """The settings of the flat form (``agent.json`` as written before format 2)."""
+        from ..models.chat import per_domain
+
+        def output(domain: str) -> str:
+            if domain in regression_heads:
+                return "regression_head"
+            return "classification_head" if domain in classification_heads else "tokens"
+
+        return cls({d: DomainSettings(output(d), int(per_domain(history, d) or 0), per_domain(image_size, d),
+                                      (system_prompts or {}).get(d, ""), (state_widths or {}).get(d))
+                    for d in domains})
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.domains)
+
+    @property
+    def state_widths(self) -> dict[str, int]:
+        """``{domain: width}`` of the domains whose prompt carries the state input."""
+        return {d: s.state_width for d, s in self.domains.items() if s.state_width is not None}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": self.FORMAT, "domains": {d: asdict(s) for d, s in self.domains.items()}}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], where: str = AGENT_FILE) -> AgentSettings:
+        if data.get("format") == cls.FORMAT:
+            return cls({d: DomainSettings(**s) for d, s in data["domains"].items()})
+        print(f"note: {where} is in the flat form written before format {cls.FORMAT} (one block per domain); "
+              "it loads as before, and a re-saved agent is written in the new form", file=sys.stderr)
         history = data.get("history", 0)
         widths = data.get("state_widths")
         if widths is None:  # written before states had a width per domain: one domain, width from the model
             widths = {d: 0 for d in data.get("state_domains", [])}
-        return cls(list(data["domains"]), history if isinstance(history, dict) else int(history),
-                   data.get("image_size"), dict(data.get("system_prompts", {})), dict(widths),
-                   list(data.get("regression_heads", [])), list(data.get("classification_heads", [])))
+        return cls.from_flat(list(data["domains"]), history if isinstance(history, dict) else int(history),
+                             data.get("image_size"), dict(data.get("system_prompts", {})), dict(widths),
+                             list(data.get("regression_heads", [])), list(data.get("classification_heads", [])))
 
     def save(self, directory: str | Path) -> None:
         (Path(directory) / AGENT_FILE).write_text(json.dumps(self.to_json(), indent=2))
@@ -105,23 +141,15 @@ class Episode:
     seed: int | str | None = None  # the episode's own sampling stream (``Agent.step_generator``)
 
 
-@dataclass
-class Decoded:
-    """One answer: the action, the raw text and whether it decoded without the fallback."""
-
-    action: Action
-    text: str
-    valid: bool
-    error: str | None = None
-
-
 class Agent:
-    """See the module docstring. ``do_sample``/``temperature``/``top_k`` choose the decoding."""
+    """See the module docstring. ``do_sample``/``temperature``/``top_k`` choose the decoding;
+    ``record=True`` keeps, with each answer, what it saw and its log-probability (``Decoded.record``,
+    ``score``) for online RL."""
 
     def __init__(self, model: Any, processor: Any, action_tokenizers: dict[str, ActionTokenizer],
                  settings: AgentSettings, constrained: bool = True, do_sample: bool = False,
                  temperature: float = 1.0, top_k: int = 50, seed: int | None = None,
-                 max_text_chars: int | None = None, use_heads: bool = True):
+                 max_text_chars: int | None = None, use_heads: bool = True, record: bool = False):
         missing = [d for d in settings.domains if d not in action_tokenizers]
         if missing:
             raise AgentError(f"no action tokenizer for domain(s) {missing}")
@@ -131,14 +159,17 @@ class Agent:
         self.action_tokenizers = action_tokenizers
         self.settings = settings
         self.constrained = constrained
+        self.record = record
         self.set_decoding(do_sample, temperature, top_k, seed)
         self.max_text_chars = max_text_chars  # typed text / app names (default: grammar.MAX_TEXT_CHARS)
-        self.head_domains = set(settings.head_domains) if use_heads else set()
+        self.adapters: dict[str, ActionAdapter] = {}
+        for domain, spec in settings.domains.items():
+            output = spec.output if use_heads or adapter_class(spec.output).writes_answer else "tokens"
+            self.adapters[domain] = build_adapter(output, domain, action_tokenizers[domain])
         self.end_id = end_of_turn_id(self.tokenizer)
         # logits have a row per embedding row (the head may be per-domain, the embeddings are one)
         self.vocab_size = max(int(model.get_input_embeddings().weight.shape[0]), len(self.tokenizer))
         self._table: TokenTable | None = None
-        self._grammars: dict[str, CodeGrammar | TextGrammar] = {}
         self.stats: Counter[str] = Counter()
         self.episode: Episode | None = None
 
@@ -169,7 +200,8 @@ class Agent:
                              "the model was trained with (omniactor train writes them to final/)")
         action_tokenizers = {p.name: load_action_tokenizer(p) for p in sorted(tokenizers_dir.iterdir()) if p.is_dir()}
         if (directory / AGENT_FILE).exists():
-            settings = AgentSettings.from_json(json.loads((directory / AGENT_FILE).read_text()))
+            settings = AgentSettings.from_json(json.loads((directory / AGENT_FILE).read_text()),
+                                               str(directory / AGENT_FILE))
         else:  # a checkpoint from before agent.json: default prompt settings
             settings = AgentSettings(sorted(action_tokenizers))
         model = load_pretrained(directory, dtype=dtype, device=device)
@@ -183,8 +215,7 @@ class Agent:
     def start(self, instruction: str, domain: str, seed: int | str | None = None) -> Episode:
         """A new episode (for ``act_batch``); ``seed`` (e.g. the environment's task and seed) gives
         its sampled answers a stream of their own (``step_generator``)."""
-        if domain not in self.settings.domains:
-            raise AgentError(f"the model has no domain {domain!r}; its domains: {self.settings.domains}")
+        self._check_domain(domain)
         return Episode(instruction, domain, seed=seed)
 
     def reset(self, instruction: str, domain: str, seed: int | str | None = None) -> None:
@@ -229,30 +260,35 @@ class Agent:
         return self.decide([request])[0].action
 
     # -- decoding --------------------------------------------------------------------------
+    def _check_domain(self, domain: str) -> None:
+        if domain not in self.settings.domains:
+            raise AgentError(f"the model has no domain {domain!r}; its domains: {self.settings.names}")
+
     def prompt(self, domain: str, instruction: str, previous: Sequence[Action]) -> tuple[str, str]:
         """``(system, human text)`` as in training."""
         from ..data.prompts import human_turn
-        from ..models.chat import per_domain, with_state_marker
+        from ..models.chat import with_state_marker
 
-        history = per_domain(self.settings.history, domain)
-        shown = list(previous)[-history:] if history else []
+        spec = self.settings.domains[domain]
+        shown = list(previous)[-spec.history:] if spec.history else []
         text = human_turn(instruction, 0, [format_action(a) for a in shown])
-        if domain in self.settings.state_domains:
+        if spec.state_width is not None:
             text = with_state_marker(text)
-        return self.settings.system_prompts.get(domain, ""), text
+        return spec.system_prompt, text
 
     def decide(self, requests: Sequence[tuple],
                generators: Sequence[torch.Generator | None] | None = None) -> list[Decoded]:
-        """One answer per ``(domain, instruction, images, previous actions[, state])``: generated and
-        decoded, or from the domain's action head. ``generators``: each request's sampling
-        generator (None: the agent's)."""
-        by_head = [i for i, r in enumerate(requests) if r[0] in self.head_domains]
-        by_tokens = [i for i, r in enumerate(requests) if r[0] not in self.head_domains]
+        """One answer per ``(domain, instruction, images, previous actions[, state])``: the rows whose
+        adapter writes an answer in one batched generation, the others by their heads in one
+        forward pass. ``generators``: each request's sampling generator (None: the agent's)."""
+        for request in requests:
+            self._check_domain(request[0])
+        answered = [i for i, r in enumerate(requests) if self.adapters[r[0]].writes_answer]
+        by_head = [i for i, r in enumerate(requests) if not self.adapters[r[0]].writes_answer]
         rows = generators or [None] * len(requests)
         answers: dict[int, Decoded] = {}
-        if by_tokens:
-            generated = self.generate([requests[i] for i in by_tokens], generators=[rows[i] for i in by_tokens])
-            answers.update({i: self._decode(requests[i][0], ids) for i, ids in zip(by_tokens, generated)})
+        if answered:
+            answers.update(zip(answered, self.answer([requests[i] for i in answered], [rows[i] for i in answered])))
         if by_head:
             answers.update(zip(by_head, self.head_actions([requests[i] for i in by_head], [rows[i] for i in by_head])))
         return [answers[i] for i in range(len(requests))]
@@ -260,14 +296,13 @@ class Agent:
     def _inputs(self, requests: Sequence[tuple]) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
         """The batch's chat inputs on the model's device, and its states (``None`` for a model without
         a state input; set as the model's state input)."""
-        from ..models.chat import chat_inputs, per_domain
+        from ..models.chat import chat_inputs
 
         for domain, *_ in requests:
-            if domain not in self.settings.domains:
-                raise AgentError(f"the model has no domain {domain!r}; its domains: {self.settings.domains}")
+            self._check_domain(domain)
         prompts = [(*self.prompt(domain, instruction, previous), images)
                    for domain, instruction, images, previous, *_ in requests]
-        sizes = [per_domain(self.settings.image_size, r[0]) for r in requests]
+        sizes = [self.settings.domains[r[0]].image_size for r in requests]
         inputs = chat_inputs(self.processor, prompts, sizes)
         device = next(self.model.parameters()).device
         state = self._state_batch(requests)
@@ -288,43 +323,52 @@ class Agent:
 
     def head_actions(self, requests: Sequence[tuple],
                      generators: Sequence[torch.Generator | None] | None = None) -> list[Decoded]:
-        """The action heads' actions (one forward pass over the prompts, no generation)."""
-        from ..models.adapters import predict_action
-
+        """The heads' actions: one forward pass over the prompts, then each row's distribution
+        (``action_adapters``): its mode, or a draw when the agent samples."""
         inputs, state = self._inputs(requests)
         domains = [r[0] for r in requests]
         with torch.inference_mode(), self._routed(domains):
             out = self.model(**inputs, output_hidden_states=True)
         final = out.hidden_states[-1][:, -1]  # left padding: the last position is each prompt's end
         answers: list[Decoded] = []
+        images = [len(r[2]) for r in requests]
         for row, domain in enumerate(domains):
+            adapter = self.adapters[domain]
+            row_state = state[row:row + 1] if state is not None else None
             with torch.inference_mode():
-                output = predict_action(self.model, domain, final[row:row + 1],
-                                        state[row:row + 1] if state is not None else None)[0].float().cpu()
-            if domain in self.settings.classification_heads:
+                distribution = adapter.distribution(self.model, final[row:row + 1], row_state,
+                                                    **({"temperature": self.temperature}
+                                                       if adapter.output == "classification_head" else {}))
                 generator = generators[row] if generators else None
-                action: Action = self.action_tokenizers[domain].space.action(self._choose(output, generator))
-            else:
-                action = self._motion(domain, output)
+                value = distribution.sample(generator if generator is not None else self.generator) \
+                    if self.do_sample else distribution.mode()
+            action = adapter.to_action(value[0])
+            record = None
+            if self.record:
+                record = ActRecord(domain, row_inputs(inputs, row, images), row_state, value=value[0].cpu(),
+                                   log_prob=float(distribution.log_prob(value)[0]))
             self.stats["actions"] += 1
-            answers.append(Decoded(action, format_action(action), True))
+            answers.append(Decoded(action, format_action(action), True, record=record))
         return answers
 
-    def _motion(self, domain: str, unit: torch.Tensor) -> ContinuousAction:
-        """A regression head's ``[-1, 1]`` output as the domain's motion."""
-        from ..actions.tokenizers.continuous_common import from_unit
-
-        tokenizer = self.action_tokenizers[domain]
-        values = from_unit(unit.numpy(), tokenizer.normalizer)
-        return ContinuousAction(tuple(float(v) for v in values), tuple(tokenizer.names))
-
-    def _choose(self, logits: torch.Tensor, generator: torch.Generator | None = None) -> int:
-        """A classification head's choice: the highest logit, or a sample at the agent's temperature
-        among its ``top_k`` best (from ``generator``, else the agent's)."""
-        if not self.do_sample:
-            return int(logits.argmax())
-        generator = generator if generator is not None else self.generator
-        return sample_top_k(logits, self.temperature, self.top_k, generator)
+    def answer(self, requests: Sequence[tuple],
+               generators: Sequence[torch.Generator | None] | None = None) -> list[Decoded]:
+        """The written answers of ``requests`` (one batched generation), decoded by their adapters."""
+        inputs, state, rows = self._generate(requests, generators=generators, record=self.record)
+        answers = []
+        images = [len(r[2]) for r in requests]
+        for index, (request, row) in enumerate(zip(requests, rows)):
+            self.stats["actions"] += 1
+            decoded = self.adapters[request[0]].decode(row.ids, self.end_id, self.tokenizer)
+            if not decoded.valid:
+                self.stats["invalid"] += 1
+            if self.record:
+                decoded.record = ActRecord(request[0], row_inputs(inputs, index, images),
+                                           state[index:index + 1] if state is not None else None,
+                                           ids=list(row.ids), step_log_probs=list(row.log_probs),
+                                           log_prob=float(sum(row.log_probs)))
+            answers.append(decoded)
+        return answers
 
     def generate(self, requests: Sequence[tuple],
                  constrained: bool | None = None, max_new_tokens: int | None = None,
@@ -334,17 +378,27 @@ class Agent:
         defaults to the agent's setting, ``max_new_tokens`` to the longest answer the domains allow.
         Sampling draws each row's tokens from its own generator (``generators``, None: the agent's)
         in ``RowSampler``, so a row's answer does not depend on the rows beside it."""
+        return [row.ids for row in self._generate(requests, constrained, max_new_tokens, min_new_tokens,
+                                                  generators)[2]]
+
+    def _generate(self, requests: Sequence[tuple], constrained: bool | None = None,
+                  max_new_tokens: int | None = None, min_new_tokens: int | None = None,
+                  generators: Sequence[torch.Generator | None] | None = None,
+                  record: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor | None, list[RowState]]:
+        """``generate``, returning the inputs, the states and each row's ``RowState`` (its ids and,
+        with ``record``, each token's log-probability under the grammar's whole mask)."""
         from transformers import LogitsProcessorList
 
         constrained = self.constrained if constrained is None else constrained
-        inputs, _ = self._inputs(requests)
+        inputs, state = self._inputs(requests)
         domains = [r[0] for r in requests]
         prompt_length = inputs["input_ids"].shape[1]
         grammars = [self.grammar(d) for d in domains]
         processors = LogitsProcessorList()
         constraint = None
         if constrained:
-            constraint = ActionConstraint(grammars, prompt_length, top_k=self.top_k if self.do_sample else 1)
+            constraint = ActionConstraint(grammars, prompt_length, top_k=self.top_k if self.do_sample else 1,
+                                          record=record)
             processors.append(constraint)
         if self.do_sample:  # the chosen token is the only one left: generate() then takes it greedily
             rows = generators or [None] * len(requests)
@@ -358,9 +412,14 @@ class Agent:
             kwargs["min_new_tokens"] = min_new_tokens
         with torch.inference_mode(), self._routed(domains):
             out = self.model.generate(**inputs, logits_processor=processors, **kwargs)
-        if constraint is not None and constraint.dead_ends:
+        if constraint is None:
+            return inputs, state, [RowState(None, ids=row[prompt_length:].tolist()) for row in out]
+        if constraint.dead_ends:
             self.stats["dead_ends"] += constraint.dead_ends
-        return [row[prompt_length:].tolist() for row in out]
+        rows = constraint.finish(out)
+        for row, sequence in zip(rows, out):  # the whole generated part, padding included, as generate gave it
+            row.ids = sequence[prompt_length:].tolist()
+        return inputs, state, rows
 
     def _state_batch(self, requests: Sequence[tuple]) -> torch.Tensor | None:
         """``(B, S)`` state inputs: each row's state in its domain's place (``StateLayout``), zeros elsewhere."""
@@ -386,60 +445,87 @@ class Agent:
                 raise AgentError(str(err)) from None
         return torch.tensor(rows, dtype=torch.float32)
 
-    def _decode(self, domain: str, ids: list[int]) -> Decoded:
-        if self.end_id in ids:
-            ids = ids[: ids.index(self.end_id)]
-        pad = self.tokenizer.pad_token_id
-        while ids and ids[-1] == pad:
-            ids.pop()
-        tokenizer = self.action_tokenizers[domain]
-        self.stats["actions"] += 1
-        if isinstance(tokenizer, CodeTokenizer):
-            text = self.tokenizer.decode(ids, skip_special_tokens=False)
-            try:
-                result = tokenizer.decode_ids(ids)
-            except (ActionDecodeError, ValueError) as err:
-                result = ActionDecodeError(ids, str(err)) if not isinstance(err, ActionDecodeError) else err
-        else:
-            text = self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-            result = tokenizer.try_decode(text)
-        if isinstance(result, ActionDecodeError):
-            self.stats["invalid"] += 1
-            return Decoded(self.fallback(domain), text, False, str(result))
-        return Decoded(result, text, True)
-
     def fallback(self, domain: str) -> Action:
-        """The no-op an undecodable answer becomes (only possible without constraints)."""
-        tokenizer = self.action_tokenizers[domain]
-        space = getattr(tokenizer, "space", None)
-        if space is not None and hasattr(space, "names") and not hasattr(space, "low"):
-            return DiscreteAction(space.names[0])
-        names = getattr(tokenizer, "names", None) or next(iter(getattr(tokenizer, "embodiments", {}).values()), None)
-        if names:
-            return ContinuousAction(tuple(0.0 for _ in names), tuple(names))
-        return Wait()
+        """The no-op an undecodable answer of ``domain`` becomes (only possible without constraints)."""
+        return TokenAnswer(domain, self.action_tokenizers[domain]).fallback()
 
     def grammar(self, domain: str) -> CodeGrammar | TextGrammar:
-        """The constraint of ``domain``'s answers (built once)."""
-        if domain not in self._grammars:
-            tokenizer = self.action_tokenizers[domain]
-            if isinstance(tokenizer, CodeTokenizer):
-                self._grammars[domain] = CodeGrammar.for_tokenizer(tokenizer, self.end_id, self.vocab_size)
-            else:
-                if self._table is None:
-                    self._table = TokenTable(self.tokenizer, self.vocab_size)
-                self._grammars[domain] = TextGrammar(tokenizer.output_pattern(self.max_text_chars), self._table,
-                                                     self.end_id, tokenizer.max_output_chars(self.max_text_chars))
-        return self._grammars[domain]
+        """The constraint of ``domain``'s answers (built once, by its adapter)."""
+        adapter = self.adapters[domain]
+        if not adapter.writes_answer:  # a head domain asked to write (e.g. generate() in a benchmark)
+            adapter = self.adapters.setdefault(f"{domain}/tokens", TokenAnswer(domain, self.action_tokenizers[domain]))
+        return adapter.grammar(self.end_id, self.vocab_size, self.token_table, self.max_text_chars)
+
+    def token_table(self) -> TokenTable:
+        """The text of every token (built once, shared by the text grammars)."""
+        if self._table is None:
+            self._table = TokenTable(self.tokenizer, self.vocab_size)
+        return self._table
+
+    # -- scoring (online RL) -----------------------------------------------------------------
+    def score(self, records: Sequence[ActRecord], grad: bool = False) -> list[ActionDistribution]:
+        """Each recorded act's distribution, recomputed from its recorded inputs and answer (no chat
+        template, no processor): ``dist.log_prob(value)`` of an answer's ids, or of a head's value,
+        equals the act's ``record.log_prob`` (up to float rounding); ``grad=True`` keeps the graph."""
+        from contextlib import nullcontext
+
+        out: list[ActionDistribution] = []
+        for record in records:
+            adapter = self.adapters[record.domain]
+            device = next(self.model.parameters()).device
+            inputs = {k: v.to(device) for k, v in record.inputs.items()}
+            if record.state is not None:
+                from ..models.adapters import set_state
+
+                set_state(self.model, record.state.to(device))
+            prompt_length = inputs["input_ids"].shape[1]
+            context = nullcontext() if grad else torch.inference_mode()
+            with context, self._routed([record.domain]):
+                if adapter.writes_answer:
+                    answer = torch.tensor([record.ids], dtype=torch.long, device=device)
+                    inputs = extend_with_answer(inputs, answer)
+                    logits = self.model(**inputs).logits[:, prompt_length - 1: prompt_length - 1 + answer.shape[1]]
+                    out.append(adapter.distribution(logits.float(), [record.ids], self.grammar(record.domain)))
+                else:
+                    hidden = self.model(**inputs, output_hidden_states=True).hidden_states[-1][:, -1]
+                    options = {"temperature": self.temperature} if adapter.output == "classification_head" else {}
+                    out.append(adapter.distribution(self.model, hidden, record.state, **options))
+        return out
 
 
-def sample_top_k(logits: torch.Tensor, temperature: float, top_k: int, generator: torch.Generator | None) -> int:
-    """An index drawn from ``softmax(logits / temperature)`` over the ``top_k`` best finite logits."""
-    best = logits.float().cpu().topk(min(top_k, logits.numel()))
-    finite = torch.isfinite(best.values)
-    values, indices = (best.values[finite], best.indices[finite]) if finite.any() else (best.values, best.indices)
-    weights = torch.softmax(values / max(temperature, 1e-6), dim=0)
-    return int(indices[torch.multinomial(weights, 1, generator=generator)])
+def row_inputs(inputs: dict[str, torch.Tensor], row: int, images_per_row: Sequence[int]) -> dict[str, torch.Tensor]:
+    """Row ``row`` of a left-padded batch of chat inputs, without its padding, on the CPU: its token
+    ids and mask, and its images' tensors (Qwen's patches are cut by ``image_grid_thw``)."""
+    batch = inputs["input_ids"].shape[0]
+    keep = inputs["attention_mask"][row].bool()
+    first_image = sum(images_per_row[:row])
+    mine = slice(first_image, first_image + images_per_row[row])
+    out: dict[str, torch.Tensor] = {}
+    for key, value in inputs.items():
+        if key == "pixel_values" and "image_grid_thw" in inputs:
+            sizes = inputs["image_grid_thw"].prod(dim=1).tolist()
+            start = int(sum(sizes[:mine.start]))
+            out[key] = value[start:start + int(sum(sizes[mine]))]
+        elif key in ("image_grid_thw", "image_sizes") or (key == "pixel_values" and value.shape[0] != batch):
+            out[key] = value[mine]
+        elif value.dim() >= 2 and value.shape[0] == batch and value.shape[1] == keep.shape[0]:
+            out[key] = value[row:row + 1, keep]
+        elif value.shape[0] == batch:
+            out[key] = value[row:row + 1]
+        else:
+            out[key] = value
+    return {k: v.detach().cpu() for k, v in out.items()}
+
+
+def extend_with_answer(inputs: dict[str, torch.Tensor], answer: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One row's prompt inputs with its answer ids ``(1, T)`` appended (mask 1, token type 0)."""
+    out = dict(inputs)
+    out["input_ids"] = torch.cat([inputs["input_ids"], answer], dim=1)
+    out["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(answer)], dim=1)
+    for key in ("mm_token_type_ids", "token_type_ids"):
+        if key in inputs:
+            out[key] = torch.cat([inputs[key], torch.zeros_like(answer)], dim=1)
+    return out
 
 
 class RowSampler:

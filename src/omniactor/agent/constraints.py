@@ -88,6 +88,10 @@ class CodeGrammar:
         self.end_id = end_id
         self.max_tokens = self.length + 1
 
+    def allowed(self, text: str, count: int) -> torch.Tensor:
+        """``(V,)`` bool: every token that may come after ``count`` codes."""
+        return self.masks[min(count, self.length)]
+
     @classmethod
     def for_tokenizer(cls, action_tokenizer: Any, end_id: int, vocab_size: int) -> CodeGrammar:
         positions = [action_tokenizer.placement.to_ids(list(action_tokenizer.code_choices(p)))
@@ -106,12 +110,40 @@ class TextGrammar:
         self.end_id = end_id
         self.max_tokens = max_chars + 1
         self._next_chars: dict[str, frozenset[str]] = {}
+        self._masks: dict[str, torch.Tensor] = {}
 
     def can_continue(self, text: str) -> bool:
         return self.pattern.fullmatch(text, partial=True) is not None
 
     def is_complete(self, text: str) -> bool:
         return self.pattern.fullmatch(text) is not None
+
+    def allowed(self, text: str, count: int) -> torch.Tensor:
+        """``(V,)`` bool: every token that may follow ``text`` after ``count`` tokens (the whole
+        mask, not just the best few that decoding looks at; cached per text). Its best-scoring
+        token is the one greedy constrained decoding takes."""
+        if self.is_complete(text) and count + 1 >= self.max_tokens:  # out of budget: finish now
+            return self._only_end()
+        mask = self._masks.get(text)
+        if mask is None:
+            mask = torch.zeros(self.table.vocab_size, dtype=torch.bool)
+            texts = self.table.texts
+            ids = [t for t in self.table.candidates(self.next_chars(text)).tolist()
+                   if t != self.end_id and self.can_continue(text + texts[t])]
+            mask[torch.tensor(ids, dtype=torch.long)] = True
+            if self.is_complete(text):
+                mask[self.end_id] = True
+            if not mask.any():  # a dead end (cannot happen with a byte-level vocabulary): the end
+                mask[self.end_id] = True
+            if len(self._masks) > 10_000:
+                self._masks.clear()
+            self._masks[text] = mask
+        return mask
+
+    def _only_end(self) -> torch.Tensor:
+        mask = torch.zeros(self.table.vocab_size, dtype=torch.bool)
+        mask[self.end_id] = True
+        return mask
 
     def next_chars(self, text: str) -> frozenset[str]:
         """The probe characters that may follow ``text`` (cached per text)."""
@@ -133,6 +165,20 @@ class RowState:
     count: int = 0
     done: bool = False
     ids: list[int] = field(default_factory=list)
+    log_probs: list[float] = field(default_factory=list)  # each written token's, under the whole mask
+    pending: torch.Tensor | None = None  # this step's masked log-softmax, until its token is known
+
+    def write(self, token: int) -> None:
+        """Take ``token`` as this row's next one (and its log-probability, when recorded)."""
+        self.ids.append(token)
+        self.count += 1
+        if self.pending is not None:
+            self.log_probs.append(float(self.pending[token]) if token < self.pending.numel() else float("-inf"))
+            self.pending = None
+        if self.grammar is not None and token == self.grammar.end_id:
+            self.done = True
+        elif isinstance(self.grammar, TextGrammar) and token < len(self.grammar.table.texts):
+            self.text += self.grammar.table.texts[token]
 
 
 class ActionConstraint:
@@ -145,11 +191,12 @@ class ActionConstraint:
     """
 
     def __init__(self, grammars: Sequence[CodeGrammar | TextGrammar | None], prompt_length: int,
-                 top_k: int = 1, max_checks: int = 4096):
+                 top_k: int = 1, max_checks: int = 4096, record: bool = False):
         self.rows = [RowState(g) for g in grammars]
         self.prompt_length = prompt_length
         self.top_k = max(1, int(top_k))
         self.max_checks = max_checks
+        self.record = record  # keep each written token's log-probability under the whole mask (``finish``)
         self.dead_ends = 0  # rows that found no valid token (cannot happen with a byte-level vocabulary)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
@@ -157,16 +204,13 @@ class ActionConstraint:
         out = torch.full_like(scores, float("-inf"))
         for i, row in enumerate(self.rows):
             if generated > row.count:  # record the token chosen last step
-                token = int(input_ids[i, -1])
-                row.ids.append(token)
-                row.count += 1
-                if row.grammar is not None and token == row.grammar.end_id:
-                    row.done = True
-                elif isinstance(row.grammar, TextGrammar) and token < len(row.grammar.table.texts):
-                    row.text += row.grammar.table.texts[token]
+                row.write(int(input_ids[i, -1]))
             if row.grammar is None or row.done:
                 out[i] = scores[i]
                 continue
+            if self.record:
+                row.pending = masked_log_softmax(scores[i].detach().float().cpu(), row.grammar.allowed(row.text,
+                                                                                                     row.count))
             keep = self._allowed(row, scores[i].detach().float().cpu())  # masks and tables live on the CPU
             if keep.numel() == 0:
                 self.dead_ends += 1
@@ -174,6 +218,14 @@ class ActionConstraint:
             keep = keep.to(scores.device)
             out[i, keep] = scores[i, keep]
         return out
+
+    def finish(self, sequences: torch.Tensor) -> list[RowState]:
+        """Take the last step's tokens from ``generate``'s output ``sequences`` (the processor is not
+        called after it); the rows, each with its ids and (recorded) log-probabilities."""
+        for i, row in enumerate(self.rows):
+            if row.pending is not None and sequences.shape[1] > self.prompt_length + row.count:
+                row.write(int(sequences[i, self.prompt_length + row.count]))
+        return self.rows
 
     # -- per row ---------------------------------------------------------------------
     def _allowed(self, row: RowState, scores: torch.Tensor) -> torch.Tensor:
@@ -214,3 +266,13 @@ class ActionConstraint:
         if k >= allowed.numel():
             return allowed
         return allowed[torch.topk(scores[allowed], k).indices]
+
+
+def masked_log_softmax(scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """``log softmax`` of ``scores`` ``(..., V)`` over the ``allowed`` tokens (the others ``-inf``):
+    the temperature-1 distribution constrained decoding draws from. ``allowed`` may be longer
+    than the score rows (a grammar built for a larger vocabulary) and is cut to them."""
+    allowed = allowed[..., : scores.shape[-1]].to(scores.device)
+    if allowed.shape[-1] < scores.shape[-1]:  # output rows beyond the grammar's vocabulary: never allowed
+        allowed = torch.nn.functional.pad(allowed, (0, scores.shape[-1] - allowed.shape[-1]), value=False)
+    return torch.log_softmax(scores.float().masked_fill(~allowed, float("-inf")), dim=-1)

@@ -41,13 +41,8 @@ PAPER_ORDER = ("omniactor", "hard", "mixed-dense")
 
 def recipe_settings(plan: DemoPlan, recipe: str, seed: int) -> dict[str, Any]:
     settings = dict(RECIPES[recipe])
-    domains = settings.get("domains", plan.train["domains"])
-    settings["domains"] = domains
-    # the per-domain parts of the plan's model, for the domains this recipe has
-    for key in ("state_domains", "regression_heads", "classification_heads"):
-        settings[key] = [d for d in plan.train.get(key, []) if d in domains]
-    if plan.train.get("image_pointer") not in domains:
-        settings["image_pointer"] = None
+    names = settings.get("domains", list(plan.train["domains"]))
+    settings["domains"] = {d: plan.train["domains"][d] for d in names}  # the plan's blocks of the recipe's domains
     settings["seed"] = seed
     settings["max_steps"] = plan.study_steps
     return settings

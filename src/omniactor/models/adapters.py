@@ -24,6 +24,7 @@ Adapters attach to a model with ``attach_adapters`` (recorded in the model confi
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -60,8 +61,20 @@ class _ActionHead(nn.Module):
         return self.net(states.to(self.net[0].weight.dtype))
 
 
+#: the regression head's starting spread as a policy: std 0.1 in the normalised [-1, 1] units
+INITIAL_LOG_STD = math.log(0.1)
+
+
 class RegressionHead(_ActionHead):
-    """-> normalised continuous action ``(B, D)`` in ``[-1, 1]``; trained with MSE."""
+    """-> normalised continuous action ``(B, D)`` in ``[-1, 1]``; trained with MSE.
+
+    ``log_std`` ``(D,)`` is the spread of the head as a Gaussian policy (``action_adapters.
+    distributions.SquashedGaussian``): state-independent and learned by RL; SFT leaves it at
+    ``INITIAL_LOG_STD`` (a checkpoint written before it existed loads with that value)."""
+
+    def __init__(self, hidden_size: int, outputs: int, width: int = 256, layers: int = 2, state_dim: int = 0):
+        super().__init__(hidden_size, outputs, width, layers, state_dim)
+        self.log_std = nn.Parameter(torch.full((outputs,), INITIAL_LOG_STD))
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.raw(states))
@@ -230,15 +243,20 @@ def predict_action(model: nn.Module, domain: str, final_states: torch.Tensor,
     """``domain``'s action head on ``final_states`` ``(B, H)`` (the last prompt token's final
     hidden state) and, for a head that reads it, the raw state ``(B, S)``: a regression head's
     ``(B, D)`` in ``[-1, 1]``, a classification head's logits ``(B, N)``."""
-    adapters = model_adapters(model)
+    return action_head(model, domain)(head_inputs(model, domain, final_states, state))
+
+
+def head_inputs(model: nn.Module, domain: str, final_states: torch.Tensor,
+                state: torch.Tensor | None = None) -> torch.Tensor:
+    """What ``domain``'s action head reads: ``final_states`` ``(B, H)``, and beside them the
+    standardised state ``(B, S)`` for a head that reads it."""
     head = action_head(model, domain)
-    inputs = final_states
-    if head.state_dim:
-        if state is None:
-            raise ValueError(f"the action head of {domain!r} reads the state vector; none was given")
-        standardised = adapters["state"].standardise(state.to(final_states.device))
-        inputs = torch.cat([final_states.float(), standardised], dim=-1)
-    return head(inputs)
+    if not head.state_dim:
+        return final_states
+    if state is None:
+        raise ValueError(f"the action head of {domain!r} reads the state vector; none was given")
+    standardised = model_adapters(model)["state"].standardise(state.to(final_states.device))
+    return torch.cat([final_states.float(), standardised], dim=-1)
 
 
 def set_state(model: nn.Module, state: torch.Tensor | None) -> None:

@@ -56,7 +56,7 @@ class StateLayout:
 
 def add_adapters(model: Any, tokenizer: Any, state_dim: int = 0, mean: Any = None, std: Any = None,
                  regression_dims: dict[str, int] | None = None, regression_state: bool = False,
-                 pointer: dict[str, Any] | None = None, copy: bool = False,
+                 pointer: dict[str, Any] | None = None, copy: bool | list[str] = False,
                  classification_sizes: dict[str, int] | None = None) -> int | None:
     """Give ``model`` its action adapters (``models.adapters``) in one call:
 
@@ -66,7 +66,8 @@ def add_adapters(model: Any, tokenizer: Any, state_dim: int = 0, mean: Any = Non
       ``classification_sizes`` (``{domain: N}``) a classification head, each reading the
       standardised state beside the final hidden state when ``regression_state``;
     - with ``pointer`` (``models.pointer.PointerConfig`` fields): the image pointer;
-    - with ``copy``: copying from the prompt (``models.copy``).
+    - with ``copy``: copying from the prompt (``models.copy``), for every domain (``True``) or for
+      the rows of the domains listed.
 
     Returns the ``<state>`` token's id (``None`` without a state input)."""
     from tokenizers import AddedToken
@@ -84,14 +85,15 @@ def add_adapters(model: Any, tokenizer: Any, state_dim: int = 0, mean: Any = Non
                                          classification_sizes=dict(classification_sizes) if classification_sizes else None,
                                          state_dim=int(state_dim), state_token_id=token_id,
                                          regression_state=bool(regression_state and state_dim),
-                                         pointer=pointer, copy=copy_settings(model, tokenizer) if copy else None))
+                                         pointer=pointer, copy=copy_settings(model, tokenizer, copy) if copy else None))
     if state_dim and mean is not None and std is not None:
         model.omniactor_adapters["state"].set_statistics(mean, std)
     return token_id
 
 
-def copy_settings(model: Any, tokenizer: Any) -> dict[str, Any]:
-    """What ``models.copy`` needs: the turn-opening token and the tokens never copied."""
+def copy_settings(model: Any, tokenizer: Any, domains: bool | list[str] = True) -> dict[str, Any]:
+    """What ``models.copy`` needs: the turn-opening token, the tokens never copied, and the domains
+    whose rows copy (a list; ``True``: every domain)."""
     start = tokenizer.convert_tokens_to_ids("<|im_start|>")
     if start is None or start == tokenizer.unk_token_id:
         raise ValueError("copying from the prompt needs a chat template with <|im_start|> turns (Qwen families)")
@@ -99,7 +101,10 @@ def copy_settings(model: Any, tokenizer: Any) -> dict[str, Any]:
     for key in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id"):
         if getattr(model.config, key, None) is not None:
             excluded.add(int(getattr(model.config, key)))
-    return {"turn_start_id": int(start), "excluded_ids": sorted(int(i) for i in excluded)}
+    settings = {"turn_start_id": int(start), "excluded_ids": sorted(int(i) for i in excluded)}
+    if isinstance(domains, list):
+        settings["domains"] = list(domains)
+    return settings
 
 
 def end_of_turn_id(tokenizer: Any) -> int:

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..errors import OmniactorError
 from ..fileio import naming
-from .adapters import ADAPTERS_KEY, adapter_config, attach_adapters
+from .adapters import ADAPTERS_KEY, INITIAL_LOG_STD, adapter_config, attach_adapters
 from .heterogeneity import CONFIG_KEY, HeterogeneityConfig, convert, heterogeneity_config
 
 WEIGHTS_INDEX = "model.safetensors.index.json"
@@ -115,6 +115,10 @@ def _assign(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> nn.
     # keep their initial values, which reproduce the older behaviour
     buffers = dict(model.named_buffers())
     state = {**{k: buffers[k] for k in expected - set(state) if k in buffers and k.startswith("omniactor_")}, **state}
+    # so does a regression head's policy spread (log_std), added with online RL
+    parameters = dict(model.named_parameters())
+    state = {**{k: torch.full(parameters[k].shape, INITIAL_LOG_STD) for k in expected - set(state)
+                if k.startswith("omniactor_adapters.regression_") and k.endswith(".log_std")}, **state}
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
         raise CheckpointError(

@@ -37,6 +37,8 @@ class CopyConfig:
     """tokens never copied (image placeholders, special tokens)"""
     dim: int = 64
     """width of the query and keys"""
+    domains: list[str] | None = None
+    """the domains whose rows copy (by the model's routing, ``models.heterogeneity``); None: every row"""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -133,9 +135,23 @@ class _CopyHooks:
             first = int(starts.clamp(min=0).min())
         tokens = self._embed(self.input_ids[:, -logits.shape[1]:][:, first:])
         mixed = self.copy.mix(logits[:, first:], hidden[:, first:], tokens, keys, ids, mask)
+        rows = self._copying_rows(module, logits.shape[0])
+        if rows is not None:  # the other domains' rows keep the model's own logits
+            mixed = torch.where(rows[:, None, None], mixed, logits[:, first:])
         output.logits = torch.cat([logits[:, :first], mixed], dim=1) if first else mixed
         self.hidden = None
         return output
+
+
+    def _copying_rows(self, model: nn.Module, batch_size: int) -> torch.Tensor | None:
+        """``(B,)`` bool: the rows of the domains that copy (None: every row copies)."""
+        if self.copy.config.domains is None:
+            return None
+        from .heterogeneity import routing_context
+
+        context = routing_context(model)
+        domain_ids = context.rows(batch_size)
+        return torch.isin(domain_ids, context.ids_for(self.copy.config.domains, domain_ids.device))
 
 
 def attach_copy(model: nn.Module, copy: PromptCopy) -> None:

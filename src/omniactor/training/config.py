@@ -18,8 +18,22 @@ from typing import Any
 
 import yaml
 
+from ..action_adapters.spec import (
+    DEFAULT_TOKENIZERS,
+    FLAT_KEYS,
+    ActionTokenizerConfig,
+    DomainConfig,
+    SpecError,
+    check_domains,
+    default_domain,
+    deprecation_note,
+    domain_config,
+    from_flat_keys,
+)
 from ..errors import OmniactorError
 from ..fileio import write_text_atomic
+
+__all__ = ["ActionTokenizerConfig", "ConfigError", "DomainConfig", "SourceConfig", "TrainConfig", "load_config"]
 
 
 class ConfigError(OmniactorError, ValueError):
@@ -39,16 +53,6 @@ class SourceConfig:
 
 
 @dataclass
-class ActionTokenizerConfig:
-    """How one domain's actions become the model's targets."""
-
-    name: str = "gui_text"
-    """a registered action tokenizer (``omniactor actions tokenizers``)"""
-    args: dict[str, Any] = field(default_factory=dict)
-    """its constructor arguments, e.g. {num_bins: 256} or {grid: 32}"""
-
-
-@dataclass
 class TrainConfig:
     """Everything one training run needs."""
 
@@ -59,16 +63,15 @@ class TrainConfig:
     """dense | omniactor | hard | router"""
     shared_layers: int | None = None
     """K, the shared decoder layers (default: the preset's, the paper's 8 of 28 for 7B)"""
-    domains: list[str] = field(default_factory=lambda: ["gui", "embodied", "discrete"])
-    """domain names in the order of their ids; samples of other domains are refused"""
+    domains: list[str] | dict[str, DomainConfig] | None = None
+    """each domain's action interface, in the order of the domain ids: {gui: {action_tokenizer: {name:
+    gui_location, grid: 16}, output: pointer, copy: true, state: false, history: 2, image_size: 224}, ...}
+    (the block's keys: --list-keys); a list of names takes each one's defaults; null: gui, embodied,
+    discrete; samples of other domains are refused"""
     router_aux_weight: float = 0.01
     """weight of the routers' load-balancing loss (router variant)"""
-    action_tokenizers: dict[str, ActionTokenizerConfig] = field(default_factory=lambda: {
-        "gui": ActionTokenizerConfig("gui_text"),
-        "embodied": ActionTokenizerConfig("uniform", {"num_bins": 256}),
-        "discrete": ActionTokenizerConfig("discrete_semlang"),
-    })
-    """per domain: the action tokenizer that turns its actions into targets"""
+    action_tokenizers: dict[str, ActionTokenizerConfig] | None = None
+    """deprecated (domains.<d>.action_tokenizer): per domain, the action tokenizer of its actions"""
     lora: dict[str, Any] | None = None
     """PEFT LoRA settings (e.g. {r: 16, alpha: 32}); None trains every parameter"""
     gradient_checkpointing: bool = False
@@ -79,38 +82,28 @@ class TrainConfig:
     """the dataset folders to mix"""
     eval_data: list[SourceConfig] = field(default_factory=list)
     """held-out dataset folders, evaluated every eval_every steps (loss per domain)"""
-    history: int | dict[str, int] = 4
-    """previous actions shown in the prompt (needs meta.instruction in the records), or a length per
-    domain, e.g. {gui: 2, embodied: 0}: a policy that sees its last motion learns to repeat it (copycat),
-    while a page task needs to know which steps it has done"""
     system_prompt: str = "sample"
     """sample: each record's system prompt (describes the action space, as the paper); none: no
     system turn (saves ~300 tokens per GUI sample for models trained from scratch); other text: that prompt"""
-    state_domains: list[str] = field(default_factory=list)
-    """domains whose records' meta.state (e.g. Meta-World's 39-D observation) enters the prompt as one
-    <state> token embedded by a learned projection (the model's state input); [] for none"""
-    regression_heads: list[str] = field(default_factory=list)
-    """domains of continuous actions whose motion a regression head ("Pred", Grounding MLLMs in Actions)
-    predicts from the last prompt token's final state, and from the standardised state for state_domains;
-    trained with MSE beside the answer tokens, and what the Agent acts with; [] for none"""
-    classification_heads: list[str] = field(default_factory=list)
-    """domains of discrete actions whose action a classification head (discrete "Pred") picks from the
-    same inputs as a regression head; trained with cross-entropy beside the answer tokens, and what the
-    Agent acts with (argmax, or sampled when the agent samples); [] for none"""
     head_loss_weight: float = 1.0
     """weight of the action heads' loss (MSE, cross-entropy) beside the answer-token loss"""
     head_learning_rate: float | None = None
     """peak learning rate of the action heads (None: learning_rate); a small MLP learns the
     state-to-action map in fewer steps at a higher rate than the model around it"""
-    image_size: int | dict[str, int] | None = 112
-    """images are resized to this square size before the processor (None: as stored), or a size per
-    domain, e.g. {gui: 224, embodied: 112} (screens need more pixels to be read than a robot's view)"""
+    history: int | dict[str, int] | None = None
+    """deprecated (domains.<d>.history): previous actions shown in the prompt, one length or one per domain"""
+    state_domains: list[str] | None = None
+    """deprecated (domains.<d>.state: true): domains whose meta.state enters the prompt"""
+    regression_heads: list[str] | None = None
+    """deprecated (domains.<d>.output: regression_head): domains acting by a regression head"""
+    classification_heads: list[str] | None = None
+    """deprecated (domains.<d>.output: classification_head): domains acting by a classification head"""
+    image_size: int | dict[str, int] | None = None
+    """deprecated (domains.<d>.image_size): the square image size, one or one per domain"""
     image_pointer: str | None = None
-    """a GUI domain (gui_location tokenizer) whose <loc_i> tokens are scored by an image pointer tied to the
-    image's patches (models.pointer; Qwen2-VL) instead of free output rows; None for none"""
-    prompt_copy: bool = False
-    """let the model copy tokens from the prompt (a pointer-generator, models.copy): text the task gives,
-    such as a name to type, is pointed at instead of memorised"""
+    """deprecated (domains.<d>.output: pointer): the GUI domain whose <loc_i> cells an image pointer scores"""
+    prompt_copy: bool | None = None
+    """deprecated (domains.<d>.copy: true): copying from the prompt, for every domain"""
     skip_invalid: bool = False
     """skip records that fail validation (counted and reported) instead of refusing to start"""
     cache_dir: str | None = None
@@ -150,6 +143,46 @@ class TrainConfig:
     keep_checkpoints: int = 2
     """how many of the newest checkpoints to keep"""
 
+    def __post_init__(self) -> None:
+        """Every domain as its block (``domains``): the flat keys of older configs are turned into
+        blocks with a one-line note on stderr, and each block is checked (``check_domains``)."""
+        import sys
+
+        flat = {key: getattr(self, key) for key in FLAT_KEYS if getattr(self, key) is not None}
+        try:
+            if isinstance(self.domains, dict):
+                if flat:
+                    first = next(iter(self.domains), "gui")
+                    raise ConfigError(f"the flat key(s) {', '.join(flat)} beside the domains block: move each into "
+                                      f"its domain's block (e.g. domains.{first}.history)")
+                blocks = {str(d): v if isinstance(v, DomainConfig) else domain_config(str(d), v)
+                          for d, v in self.domains.items()}
+            else:
+                names = list(self.domains) if self.domains is not None else ["gui", "embodied", "discrete"]
+                blocks = from_flat_keys(names, flat) if flat else {d: default_domain(d) for d in names}
+                if flat:
+                    print(deprecation_note(sorted(flat)), file=sys.stderr)
+            check_domains(blocks)
+        except SpecError as err:
+            raise ConfigError(str(err)) from None
+        self.domains = blocks
+        for key in FLAT_KEYS:
+            setattr(self, key, None)
+
+    @property
+    def blocks(self) -> dict[str, DomainConfig]:
+        """``{domain: its block}`` in the order of the domain ids."""
+        assert isinstance(self.domains, dict)
+        return self.domains
+
+    def domains_with(self, output: str) -> list[str]:
+        """The domains whose ``output`` is ``output`` (e.g. ``regression_head``)."""
+        return [d for d, spec in self.blocks.items() if spec.output == output]
+
+    @property
+    def state_domain_names(self) -> list[str]:
+        return [d for d, spec in self.blocks.items() if spec.state]
+
     def resolved_shared_layers(self, preset_default: int) -> int:
         return preset_default if self.shared_layers is None else self.shared_layers
 
@@ -170,7 +203,16 @@ def _help_of(cls: type) -> dict[str, str]:
 
 
 def config_help() -> dict[str, str]:
-    return _help_of(TrainConfig)
+    """``{key: meaning}`` of the run config, the domain block's keys as ``domains.<d>.<key>``."""
+    out = {}
+    for key, text in _help_of(TrainConfig).items():
+        if key in FLAT_KEYS:
+            continue
+        out[key] = text
+        if key == "domains":
+            out.update({f"domains.<d>.{k}": v for k, v in _help_of(DomainConfig).items()})
+    out.update({key: text for key, text in _help_of(TrainConfig).items() if key in FLAT_KEYS})
+    return out
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
@@ -192,7 +234,12 @@ def _build(cls: type, data: Any, where: str) -> Any:
                 raise ConfigError(f"{where}.{key}: {value!r:.80} is not a list of dataset folders")
             value = [_build(SourceConfig, v if isinstance(v, dict) else {"path": v}, f"{where}.{key}[{i}]")
                      for i, v in enumerate(value or [])]
-        elif cls is TrainConfig and key == "action_tokenizers":
+        elif cls is TrainConfig and key == "domains" and isinstance(value, dict):
+            try:
+                value = {str(d): domain_config(str(d), v, f"{where}.domains") for d, v in value.items()}
+            except SpecError as err:
+                raise ConfigError(str(err)) from None
+        elif cls is TrainConfig and key == "action_tokenizers" and value is not None:
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}.{key}: {value!r:.80} is not a mapping of domains to tokenizers")
             value = {d: _build(ActionTokenizerConfig, v, f"{where}.action_tokenizers.{d}") for d, v in value.items()}
@@ -291,7 +338,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def to_plain(config: TrainConfig) -> dict[str, Any]:
-    return dataclasses.asdict(config)
+    """The config as plain data, each domain as its block (the flat keys are never written)."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in FLAT_KEYS}
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
@@ -307,8 +355,8 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
             raise ConfigError(f"{path}: a config file holds a mapping of keys to values")
     data = apply_overrides(data, list(overrides))
     where = str(path) if path else "config"
-    if "action_tokenizers" in data:  # a partial mapping overrides the defaults per domain
-        merged = {d: dataclasses.asdict(v) for d, v in TrainConfig().action_tokenizers.items()}
+    if data.get("action_tokenizers") is not None:  # a partial mapping overrides the defaults per domain
+        merged = {d: dict(v) for d, v in DEFAULT_TOKENIZERS.items()}
         given_tokenizers = data["action_tokenizers"] or {}
         if not isinstance(given_tokenizers, dict):
             raise ConfigError(f"{where}.action_tokenizers: {given_tokenizers!r:.80} is not a mapping of domains "

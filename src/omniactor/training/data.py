@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..action_adapters.classification_head import ACTION_CLASS
+from ..action_adapters.regression_head import ACTION_TARGET
 from ..actions import Action, format_action
 from ..actions.tokenizers.base import ActionTokenizer, CodeTokenizer
 from ..data import DatasetReader, validate_dataset
@@ -42,11 +44,6 @@ from ..models.checkpoint import WRITE_ERRORS
 from .config import SourceConfig
 
 CHUNK = 256
-#: the encoded sample's normalised continuous action ``(1, D)``, the target of a regression head
-ACTION_TARGET = "action_target"
-#: the encoded sample's discrete action as its index in the domain's action set ``(1,)``, the
-#: target of a classification head
-ACTION_CLASS = "action_class"
 #: the targets of the action heads (a batch holds one domain: at most one of them)
 HEAD_TARGETS = (ACTION_TARGET, ACTION_CLASS)
 
@@ -137,15 +134,14 @@ class SampleEncoder:
 
     def __init__(self, processor: Any, action_tokenizers: dict[str, ActionTokenizer], history: int | dict[str, int],
                  image_size: int | dict[str, int] | None, system_prompt: str = "sample",
-                 state_widths: dict[str, int] | None = None, regression_heads: Sequence[str] = (),
-                 classification_heads: Sequence[str] = ()):
-        """``state_widths``: the width of each domain's ``meta.state`` that enters the prompt
-        (``models.chat.StateLayout``); the domains of ``regression_heads`` and
-        ``classification_heads`` get their head's target."""
+                 state_widths: dict[str, int] | None = None, heads: dict[str, Any] | None = None):
+        """``history`` / ``image_size``: one value, or one per domain; ``state_widths``: the width of
+        each domain's ``meta.state`` that enters the prompt (``models.chat.StateLayout``); ``heads``:
+        the action adapters of the domains that act by a head (``action_adapters``), whose
+        ``head_target`` each sample carries under the adapter's ``target_key``."""
         self.processor = processor
         self.state_layout = StateLayout(state_widths)
-        self.regression_heads = set(regression_heads)
-        self.classification_heads = set(classification_heads)
+        self.heads = dict(heads or {})
         self.system_prompt = system_prompt
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.action_tokenizers = action_tokenizers
@@ -155,12 +151,9 @@ class SampleEncoder:
 
     def target_ids(self, domain: str, action: Action) -> list[int]:
         """The answer's token ids: the action through the domain's tokenizer, then end-of-turn."""
-        tok = self.action_tokenizers[domain]
-        if isinstance(tok, CodeTokenizer):
-            ids = tok.encode_ids(action)
-        else:
-            ids = self.tokenizer(tok.encode(action), add_special_tokens=False)["input_ids"]
-        return list(ids) + [self.end_id]
+        from ..action_adapters.tokens import TokenAnswer
+
+        return TokenAnswer(domain, self.action_tokenizers[domain]).answer_ids(action, self.tokenizer, self.end_id)
 
     def prompt_text(self, sample: Any, previous: Sequence[Action]) -> tuple[str, int]:
         """The human turn (re-rendered with ``history`` when the instruction is known)."""
@@ -210,19 +203,10 @@ class SampleEncoder:
             except ValueError as err:
                 raise DataError(f"episode {sample.episode} step {sample.step}: {err}") from None
             out["state"] = torch.tensor([placed], dtype=torch.float32)
-        if sample.domain in self.regression_heads:
-            out[ACTION_TARGET] = torch.tensor([self.normalised_action(sample)], dtype=torch.float32)
-        if sample.domain in self.classification_heads:
-            out[ACTION_CLASS] = torch.tensor([self.action_tokenizers[sample.domain].space.index(sample.action)])
+        head = self.heads.get(sample.domain)
+        if head is not None:
+            out[head.target_key] = head.head_target(sample)
         return out
-
-    def normalised_action(self, sample: Any) -> list[float]:
-        """The action in ``[-1, 1]`` per dimension, by the domain tokenizer's normaliser."""
-        from ..actions.tokenizers.continuous_common import to_unit
-
-        tokenizer = self.action_tokenizers[sample.domain]
-        values = np.clip(to_unit(sample.action.as_array(), tokenizer.normalizer), -1.0, 1.0)
-        return values.tolist()
 
 
 def _previous_actions(items: Sequence[Item]) -> dict[int, list[int]]:

@@ -31,6 +31,7 @@ import torch
 from ..fileio import JsonLinesAppender, naming
 from ..models.checkpoint import WRITE_ERRORS
 from .config import TrainConfig, save_config
+from ..action_adapters.heads import prompt_end_states
 from .data import (
     HEAD_TARGETS,
     DataError,
@@ -91,10 +92,8 @@ def fit_action_tokenizers(config: TrainConfig, items: list, model: Any, processo
             keyed.setdefault(sample.domain, []).append(((root, sample.episode, sample.step), sample.action))
     actions = {domain: [a for _, a in sorted(pairs, key=lambda pair: pair[0])] for domain, pairs in keyed.items()}
     tokenizers = {}
-    for domain in config.domains:
-        spec = config.action_tokenizers.get(domain)
-        if spec is None:
-            raise DataError(f"no action tokenizer configured for domain {domain!r} (action_tokenizers.{domain})")
+    for domain, block in config.blocks.items():
+        spec = block.action_tokenizer
         args = dict(spec.args)
         seen = actions.get(domain, [])
         if "names" not in args and seen and isinstance(seen[0], DiscreteAction):
@@ -104,7 +103,7 @@ def fit_action_tokenizers(config: TrainConfig, items: list, model: Any, processo
         except TypeError as err:  # e.g. discrete phrases without names, fitted from no records
             raise DataError(f"domain {domain!r}: cannot build its {spec.name!r} action tokenizer ({err}); "
                             + ("no training record has this domain: add its data or drop it from `domains`"
-                               if not seen else f"check action_tokenizers.{domain}.args")) from None
+                               if not seen else f"check domains.{domain}.action_tokenizer")) from None
         if seen and isinstance(seen[0], ContinuousAction):
             tokenizer.fit(seen)
         add_action_vocabulary(model, processor.tokenizer, tokenizer)
@@ -129,29 +128,6 @@ def pop_head_target(batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
     return targets[0] if targets else None
 
 
-def head_key(config: TrainConfig) -> list[Any]:
-    """The cache fingerprint's part for classification heads (empty without them, so caches built
-    before they existed stay valid)."""
-    return [config.classification_heads] if config.classification_heads else []
-
-
-def prompt_end_states(hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """``(B, T, H)`` -> ``(B, H)``: each row's final hidden state at its last prompt token, the
-    position the answer is predicted from (right before the first label)."""
-    first_label = (labels != -100).int().argmax(dim=1)
-    return hidden[torch.arange(hidden.shape[0], device=hidden.device), (first_label - 1).clamp(min=0)]
-
-
-def head_loss(model: Any, domain: str, out: Any, labels: torch.Tensor, target: torch.Tensor,
-              state: torch.Tensor | None) -> torch.Tensor:
-    """The loss of ``domain``'s action head: MSE against the normalised actions ``target`` ``(B, D)``
-    (regression), cross-entropy against the action indices ``(B, 1)`` (classification)."""
-    from ..models.adapters import action_head, predict_action
-
-    predicted = predict_action(model, domain, prompt_end_states(out.hidden_states[-1], labels), state)
-    return action_head(model, domain).loss(predicted, target.to(predicted.device))
-
-
 def parameter_groups(model: Any, config: TrainConfig) -> list[dict[str, Any]]:
     """The trainable parameters; the action heads in a group of their own learning rate."""
     from ..models.adapters import HEAD_PREFIXES
@@ -167,55 +143,45 @@ def parameter_groups(model: Any, config: TrainConfig) -> list[dict[str, Any]]:
     return groups
 
 
-def pointer_settings(config: TrainConfig, action_tokenizers: dict[str, Any], tokenizer: Any) -> dict[str, Any] | None:
-    """The image pointer's settings for ``config.image_pointer`` (None without one)."""
-    domain = config.image_pointer
-    if not domain:
-        return None
-    from ..actions.tokenizers.gui_location import GuiLocationTokenizer
-
-    if domain not in config.domains:
-        raise DataError(f"image_pointer names {domain!r}, which is not one of the domains {config.domains}")
-    action_tokenizer = action_tokenizers[domain]
-    if not isinstance(action_tokenizer, GuiLocationTokenizer):
-        raise DataError(f"image_pointer: domain {domain!r} has the {type(action_tokenizer).__name__} action "
-                        "tokenizer; the pointer scores <loc_i> cells (action_tokenizers.{domain}.name: gui_location)")
-    cells = [f"<loc_{i}>" for i in range(action_tokenizer.grid**2)]
-    return {"loc_token_ids": [int(i) for i in tokenizer.convert_tokens_to_ids(cells)], "grid": action_tokenizer.grid}
+def sample_encoder(config: TrainConfig, processor: Any, action_tokenizers: dict[str, Any],
+                   state_widths: dict[str, int], adapters: dict[str, Any]) -> SampleEncoder:
+    """The encoder of ``config``'s samples: each domain's prompt settings, and the head targets."""
+    return SampleEncoder(processor, action_tokenizers, {d: spec.history for d, spec in config.blocks.items()},
+                         {d: spec.image_size for d, spec in config.blocks.items()}, config.system_prompt,
+                         state_widths, {d: a for d, a in adapters.items() if not a.writes_answer})
 
 
-def check_regression_heads(config: TrainConfig, action_tokenizers: dict[str, Any]) -> dict[str, int]:
-    """``{domain: action width}`` of the configured regression heads (refused for non-continuous domains)."""
-    dims = {}
-    for domain in config.regression_heads:
-        if domain not in config.domains:
-            raise DataError(f"regression_heads names {domain!r}, which is not one of the domains {config.domains}")
-        tokenizer = action_tokenizers[domain]
-        if not hasattr(tokenizer, "normalizer") or not getattr(tokenizer, "names", None):
-            raise DataError(f"regression_heads: domain {domain!r} has the {type(tokenizer).__name__} action "
-                            "tokenizer; a regression head needs continuous actions (uniform, vq)")
-        dims[domain] = len(tokenizer.names)
-    return dims
+def prompt_key(config: TrainConfig) -> list[Any]:
+    """The cache fingerprint's part for how samples are encoded: the domains' blocks and the system prompt."""
+    return [{d: spec.to_json() for d, spec in config.blocks.items()}, config.system_prompt]
 
 
-def check_classification_heads(config: TrainConfig, action_tokenizers: dict[str, Any]) -> dict[str, int]:
-    """``{domain: number of actions}`` of the configured classification heads (refused for domains
-    without a discrete action set)."""
-    from ..actions import DiscreteSpace
+def build_adapters(config: TrainConfig, action_tokenizers: dict[str, Any]) -> dict[str, Any]:
+    """Each domain's action adapter (``action_adapters``), checked against its fitted tokenizer."""
+    from ..action_adapters import build_adapter
 
-    sizes = {}
-    for domain in config.classification_heads:
-        if domain not in config.domains:
-            raise DataError(f"classification_heads names {domain!r}, which is not one of the domains {config.domains}")
-        if domain in config.regression_heads:
-            raise DataError(f"domain {domain!r} is in both regression_heads and classification_heads; keep one")
-        space = getattr(action_tokenizers[domain], "space", None)
-        if not isinstance(space, DiscreteSpace):
-            raise DataError(f"classification_heads: domain {domain!r} has the {type(action_tokenizers[domain]).__name__} "
-                            "action tokenizer; a classification head needs a discrete action set "
-                            "(discrete_semlang, discrete_lang, discrete_token)")
-        sizes[domain] = len(space.names)
-    return sizes
+    adapters = {}
+    for domain, block in config.blocks.items():
+        adapter = build_adapter(block.output, domain, action_tokenizers[domain])
+        try:
+            adapter.check()
+        except ValueError as err:
+            raise DataError(f"domains.{domain}.output: {err}") from None
+        adapters[domain] = adapter
+    return adapters
+
+
+def model_parts(adapters: dict[str, Any], tokenizer: Any) -> dict[str, Any]:
+    """``add_adapters``' keyword arguments for what the adapters need in the model (heads, the
+    image pointer), merged over the domains."""
+    parts: dict[str, Any] = {}
+    for adapter in adapters.values():
+        for key, value in adapter.model_part(tokenizer).items():
+            if isinstance(value, dict) and key != "pointer":
+                parts.setdefault(key, {}).update(value)
+            else:
+                parts[key] = value
+    return parts
 
 
 def state_statistics(items: list, state_domains: list[str]) -> tuple[dict[str, int], Any, Any]:
@@ -253,7 +219,8 @@ def state_statistics(items: list, state_domains: list[str]) -> tuple[dict[str, i
         acc[2] += count
     missing = [d for d in state_domains if d not in sums]
     if missing:
-        raise DataError(f"state_domains={state_domains} but no record of {missing} has meta.state")
+        raise DataError(f"domains {missing} take a state input (state: true) but no record of theirs has "
+                        "meta.state; collect them with their states or set state: false")
     layout = StateLayout({d: first[d][0] for d in state_domains})
     mean, std = np.zeros(layout.width), np.ones(layout.width)
     for domain, (total, squares, count) in sums.items():
@@ -343,8 +310,8 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     from ..models.heterogeneity import HeterogeneityConfig, aux_loss, convert, set_domains
 
     # per-domain experts, the state input and the heads sit idle in other domains' batches
-    unused = (config.variant != "dense" or bool(config.state_domains) or bool(config.regression_heads)
-              or bool(config.classification_heads))
+    unused = (config.variant != "dense" or bool(config.state_domain_names)
+              or any(spec.output.endswith("_head") for spec in config.blocks.values()))
     kwargs = [DistributedDataParallelKwargs(find_unused_parameters=unused)]
     plugin = None
     if config.deepspeed:
@@ -370,21 +337,21 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     model, processor, shared = build_model(config)
     before_vocab = model.get_input_embeddings().weight.shape[0]
     action_tokenizers = fit_action_tokenizers(config, items, model, processor)
-    regression_dims = check_regression_heads(config, action_tokenizers)
-    classification_sizes = check_classification_heads(config, action_tokenizers)
+    adapters = build_adapters(config, action_tokenizers)
+    parts = model_parts(adapters, processor.tokenizer)
     state_widths: dict[str, int] = {}
-    pointer = pointer_settings(config, action_tokenizers, processor.tokenizer)
-    if config.state_domains or regression_dims or classification_sizes or pointer or config.prompt_copy:
+    state_domains = config.state_domain_names
+    copying = [d for d, spec in config.blocks.items() if spec.copy]
+    if state_domains or parts or copying:
         from ..models.chat import StateLayout, add_adapters
 
-        if config.state_domains:
-            state_widths, mean, std = state_statistics(items, config.state_domains)
+        if state_domains:
+            state_widths, mean, std = state_statistics(items, state_domains)
             state = (StateLayout(state_widths).width, mean, std)
         else:
             state = (0, None, None)
-        add_adapters(model, processor.tokenizer, *state, regression_dims=regression_dims,
-                     regression_state=bool(config.state_domains), pointer=pointer, copy=config.prompt_copy,
-                     classification_sizes=classification_sizes)
+        add_adapters(model, processor.tokenizer, *state, regression_state=bool(state_domains),
+                     copy=copying if len(copying) < len(config.blocks) else bool(copying), **parts)
     new_ids = list(range(before_vocab, model.get_input_embeddings().weight.shape[0]))
     convert(model, HeterogeneityConfig(config.variant, shared_layers=shared, domains=tuple(config.domains)))
     if config.gradient_checkpointing:
@@ -394,13 +361,11 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     model.train()
 
     # 2. data ---------------------------------------------------------------------------
-    encoder = SampleEncoder(processor, action_tokenizers, config.history, config.image_size, config.system_prompt,
-                            state_widths, config.regression_heads, config.classification_heads)
+    encoder = sample_encoder(config, processor, action_tokenizers, state_widths, adapters)
     cache_root = Path(config.cache_dir) if config.cache_dir else output_dir.parent / ".omniactor-cache"
     key = fingerprint([[folder_state(s.path) for s in config.data], processor_state(processor),
-                       {d: t.config() for d, t in action_tokenizers.items()}, config.history, config.image_size,
-                       config.system_prompt, config.domains, [s.path for s in config.data], state_widths,
-                       config.regression_heads, *head_key(config), "canonical order"])
+                       {d: t.config() for d, t in action_tokenizers.items()}, prompt_key(config),
+                       [s.path for s in config.data], state_widths, "canonical order"])
     cache_dir = cache_root / key
     with accelerator.main_process_first():
         if not (cache_dir / "index.json").exists():
@@ -456,10 +421,10 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
         global_tokens = accelerator.reduce(counts.sum().detach().float(), reduction="sum")
         loss = sums.sum() / global_tokens.clamp(min=1) * world  # DDP averages gradients over processes
         if target is not None:
-            head = head_loss(model, domain, out, labels, target, state)
+            adapter = adapters[domain]
+            head = adapter.head_loss(model, prompt_end_states(out.hidden_states[-1], labels), state, target)
             loss = loss + config.head_loss_weight * head
-            name = "head_ce" if domain in config.classification_heads else "head_mse"
-            total = totals.setdefault(f"{name}/{domain}", [0.0, 0.0])
+            total = totals.setdefault(f"{adapter.loss_name}/{domain}", [0.0, 0.0])
             total[0] += float(head.detach())
             total[1] += 1
         balance = aux_loss(model) if config.variant == "router" else None
@@ -538,9 +503,8 @@ def evaluate_loss(config: TrainConfig, model: Any, processor: Any, encoder: Samp
     items, _ = collect_items(config.eval_data, config.domains, config.skip_invalid)
     items = canonical_order(items)
     key = fingerprint([[folder_state(s.path) for s in config.eval_data], processor_state(processor),
-                       {d: t.config() for d, t in encoder.action_tokenizers.items()}, config.history,
-                       config.image_size, config.system_prompt, "eval", encoder.state_layout.widths,
-                       config.regression_heads, *head_key(config)])
+                       {d: t.config() for d, t in encoder.action_tokenizers.items()}, prompt_key(config), "eval",
+                       encoder.state_layout.widths])
     cache_dir = cache_root / key
     if not (cache_dir / "index.json").exists():
         PreprocessedCache.build(cache_dir, items, encoder, progress=progress)
@@ -585,7 +549,7 @@ def agent_settings(config: TrainConfig, items: list, encoder: SampleEncoder) -> 
     """How the Agent must ask the trained model: the prompt settings and one system prompt per
     domain (that of the domain's first record in ``canonical_order``, under the ``system_prompt``
     setting)."""
-    from ..agent.agent import AgentSettings
+    from ..agent.agent import AgentSettings, DomainSettings
     from ..data import DatasetReader
 
     firsts: dict[str, Any] = {}
@@ -600,9 +564,9 @@ def agent_settings(config: TrainConfig, items: list, encoder: SampleEncoder) -> 
                 prompts[domain] = encoder.system_for(record.sample)
             if len(prompts) == len(firsts):
                 break
-    return AgentSettings(list(config.domains), config.history, config.image_size, prompts,
-                         dict(encoder.state_layout.widths), list(config.regression_heads),
-                         list(config.classification_heads))
+    widths = encoder.state_layout.widths
+    return AgentSettings({domain: DomainSettings(spec.output, spec.history, spec.image_size, prompts.get(domain, ""),
+                                                 widths.get(domain)) for domain, spec in config.blocks.items()})
 
 
 def save_final(model: Any, processor: Any, action_tokenizers: dict[str, Any], directory: Path,

@@ -1,0 +1,54 @@
+"""``output: classification_head``: one of a discrete action set from an MLP on the final hidden state.
+
+Trained with cross-entropy against the action's index in the domain's action set. As a
+policy it is a ``Categorical`` over the head's logits (at the agent's temperature); greedy
+acting takes the highest logit, sampled acting draws from the whole set.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from ..actions import Action
+from .distributions import Categorical
+from .heads import HeadAdapter
+
+#: the encoded sample's discrete action as its index in the domain's action set ``(1,)``
+ACTION_CLASS = "action_class"
+
+
+class ClassificationHeadAdapter(HeadAdapter):
+    output: ClassVar[str] = "classification_head"
+    target_key: ClassVar[str] = ACTION_CLASS
+
+    loss_name: ClassVar[str] = "head_ce"
+
+    @property
+    def size(self) -> int:
+        return len(self.action_tokenizer.space.names)
+
+    def check(self) -> None:
+        from ..actions import DiscreteSpace
+
+        if not isinstance(getattr(self.action_tokenizer, "space", None), DiscreteSpace):
+            raise ValueError(f"a classification head needs a discrete action set (discrete_semlang, discrete_lang, "
+                             f"discrete_token), and the {type(self.action_tokenizer).__name__} has none")
+
+    def model_part(self, llm_tokenizer: Any) -> dict[str, Any]:
+        return {"classification_sizes": {self.domain: self.size}}
+
+    def head_target(self, sample: Any) -> torch.Tensor:
+        return torch.tensor([self.action_tokenizer.space.index(sample.action)])
+
+    def distribution(self, model: Any, final_states: torch.Tensor, state: torch.Tensor | None,
+                     temperature: float = 1.0) -> Categorical:
+        logits = self.head(model).raw(self.head_inputs(model, final_states, state))
+        return Categorical(logits, temperature)
+
+    def to_action(self, index: torch.Tensor) -> Action:
+        return self.action_tokenizer.space.action(int(index))
+
+    def from_action(self, action: Action) -> torch.Tensor:
+        return torch.tensor(self.action_tokenizer.space.index(action))
