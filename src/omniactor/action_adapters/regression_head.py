@@ -47,7 +47,9 @@ class RegressionHeadAdapter(HeadAdapter):
         values = np.clip(to_unit(sample.action.as_array(), self.action_tokenizer.normalizer), -1.0, 1.0)
         return torch.tensor([values.tolist()], dtype=torch.float32)
 
-    def distribution(self, model: Any, final_states: torch.Tensor, state: torch.Tensor | None) -> SquashedGaussian:
+    def distribution(self, model: Any, final_states: torch.Tensor, state: torch.Tensor | None,
+                     temperature: float = 1.0) -> SquashedGaussian:
+        """The head's Gaussian policy (its spread is learned, not set by ``temperature``)."""
         head = self.head(model)
         mean = head.raw(self.head_inputs(model, final_states, state))
         return SquashedGaussian(mean, head.log_std)

@@ -195,13 +195,8 @@ def from_flat_keys(names: list[str], flat: dict[str, Any]) -> dict[str, DomainCo
             given = tokenizers[domain]
             spec.action_tokenizer = ActionTokenizerConfig(given.name, dict(given.args)) \
                 if isinstance(given, ActionTokenizerConfig) else tokenizer_config(given, f"action_tokenizers.{domain}")
-        outputs = [output for output, key in (("pointer", "image_pointer"), ("regression_head", "regression_heads"),
-                                              ("classification_head", "classification_heads"))
-                   if domain == flat.get(key) or (isinstance(flat.get(key), list) and domain in flat[key])]
-        if len(outputs) > 1:
-            raise SpecError(f"domain {domain!r} is given {' and '.join(outputs)} outputs (image_pointer, "
-                            "regression_heads, classification_heads); keep one")
-        spec.output = outputs[0] if outputs else "tokens"
+        spec.output = flat_output(domain, flat.get("image_pointer"), flat.get("regression_heads"),
+                                  flat.get("classification_heads"))
         spec.copy = bool(flat.get("prompt_copy"))
         spec.state = domain in (flat.get("state_domains") or ())
         spec.history = int(per_domain(history, domain) or 0)
@@ -217,6 +212,16 @@ def from_flat_keys(names: list[str], flat: dict[str, Any]) -> dict[str, DomainCo
     if pointer and pointer not in names:
         raise SpecError(f"image_pointer names {pointer!r}, which is not one of the domains {names}")
     return blocks
+
+
+def flat_output(domain: str, image_pointer: str | None, regression_heads: Any, classification_heads: Any) -> str:
+    """The ``output`` a domain had in the flat form (a config's keys, or an old ``agent.json``)."""
+    outputs = [output for output, named in (("pointer", [image_pointer]), ("regression_head", regression_heads),
+                                            ("classification_head", classification_heads)) if domain in (named or ())]
+    if len(outputs) > 1:
+        raise SpecError(f"domain {domain!r} is given {' and '.join(outputs)} outputs (image_pointer, "
+                        "regression_heads, classification_heads); keep one")
+    return outputs[0] if outputs else "tokens"
 
 
 def deprecation_note(given: list[str]) -> str:

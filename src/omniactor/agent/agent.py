@@ -15,12 +15,13 @@ The prompt is the one training used (``models.chat``: the domain's system prompt
 image(s), the task and the last ``history`` actions), as recorded in the checkpoint's
 ``agent.json``. Decoding is greedy or sampled; with ``constrained=True`` (the default)
 every step can only write a valid action of the domain (``agent.constraints``), so the
-returned action parses and lies in range whatever the weights. A domain trained with a
-regression head (``regression_heads``) acts by that head by default: one forward pass over
-the prompt, the head's ``[-1, 1]`` output mapped back by the domain tokenizer's normaliser;
-one trained with a classification head (``classification_heads``) picks the action of the
-head's highest logit, or samples the head's distribution when the agent samples
-(``use_heads=False`` writes the answer tokens instead). A sampled answer of an episode
+returned action parses and lies in range whatever the weights. Each domain acts through its
+action adapter (``action_adapters``, named by its block's ``output``): the rows whose adapter
+writes an answer are generated together, the rows of head domains (regression,
+classification) take one forward pass, and each head's distribution gives its mode, or a
+draw when the agent samples (``use_heads=False`` writes the answer tokens instead). With
+``record=True`` each answer keeps what it saw and its log-probability (``Decoded.record``),
+and ``score`` recomputes its distribution from those tokens, for online RL. A sampled answer of an episode
 started with a ``seed`` draws from that episode's own generator, seeded by the agent's seed,
 the episode's seed and the step (``step_generator``): an episode acts the same alone or in
 any batch, in any order. Model output never ends
@@ -48,7 +49,7 @@ from ..action_adapters.tokens import TokenAnswer
 from ..actions import Action, format_action
 from ..actions.tokenizers.base import ActionTokenizer
 from ..errors import OmniactorError
-from ..models.chat import end_of_turn_id
+from ..models.chat import end_of_turn_id, extend_with_answer, row_inputs
 from .constraints import ActionConstraint, CodeGrammar, RowState, TextGrammar, TokenTable
 
 AGENT_FILE = "agent.json"
@@ -90,12 +91,11 @@ class AgentSettings:
                   state_widths: dict[str, int] | None = None, regression_heads: Sequence[str] = (),
                   classification_heads: Sequence[str] = ()) -> AgentSettings:
         """The settings of the flat form (``agent.json`` as written before format 2)."""
+        from ..action_adapters.spec import flat_output
         from ..models.chat import per_domain
 
         def output(domain: str) -> str:
-            if domain in regression_heads:
-                return "regression_head"
-            return "classification_head" if domain in classification_heads else "tokens"
+            return flat_output(domain, None, regression_heads, classification_heads)
 
         return cls({d: DomainSettings(output(d), int(per_domain(history, d) or 0), per_domain(image_size, d),
                                       (system_prompts or {}).get(d, ""), (state_widths or {}).get(d))
@@ -336,17 +336,16 @@ class Agent:
             adapter = self.adapters[domain]
             row_state = state[row:row + 1] if state is not None else None
             with torch.inference_mode():
-                distribution = adapter.distribution(self.model, final[row:row + 1], row_state,
-                                                    **({"temperature": self.temperature}
-                                                       if adapter.output == "classification_head" else {}))
+                distribution = adapter.distribution(self.model, final[row:row + 1], row_state, self.temperature)
                 generator = generators[row] if generators else None
                 value = distribution.sample(generator if generator is not None else self.generator) \
                     if self.do_sample else distribution.mode()
+                log_prob = float(distribution.log_prob(value)[0]) if self.record else 0.0
             action = adapter.to_action(value[0])
             record = None
             if self.record:
                 record = ActRecord(domain, row_inputs(inputs, row, images), row_state, value=value[0].cpu(),
-                                   log_prob=float(distribution.log_prob(value)[0]))
+                                   log_prob=log_prob)
             self.stats["actions"] += 1
             answers.append(Decoded(action, format_action(action), True, record=record))
         return answers
@@ -354,12 +353,12 @@ class Agent:
     def answer(self, requests: Sequence[tuple],
                generators: Sequence[torch.Generator | None] | None = None) -> list[Decoded]:
         """The written answers of ``requests`` (one batched generation), decoded by their adapters."""
-        inputs, state, rows = self._generate(requests, generators=generators, record=self.record)
+        inputs, state, rows, generated = self._generate(requests, generators=generators, record=self.record)
         answers = []
         images = [len(r[2]) for r in requests]
         for index, (request, row) in enumerate(zip(requests, rows)):
             self.stats["actions"] += 1
-            decoded = self.adapters[request[0]].decode(row.ids, self.end_id, self.tokenizer)
+            decoded = self.adapters[request[0]].decode(generated[index], self.end_id, self.tokenizer)
             if not decoded.valid:
                 self.stats["invalid"] += 1
             if self.record:
@@ -378,15 +377,16 @@ class Agent:
         defaults to the agent's setting, ``max_new_tokens`` to the longest answer the domains allow.
         Sampling draws each row's tokens from its own generator (``generators``, None: the agent's)
         in ``RowSampler``, so a row's answer does not depend on the rows beside it."""
-        return [row.ids for row in self._generate(requests, constrained, max_new_tokens, min_new_tokens,
-                                                  generators)[2]]
+        return self._generate(requests, constrained, max_new_tokens, min_new_tokens, generators)[3]
 
     def _generate(self, requests: Sequence[tuple], constrained: bool | None = None,
                   max_new_tokens: int | None = None, min_new_tokens: int | None = None,
                   generators: Sequence[torch.Generator | None] | None = None,
-                  record: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor | None, list[RowState]]:
-        """``generate``, returning the inputs, the states and each row's ``RowState`` (its ids and,
-        with ``record``, each token's log-probability under the grammar's whole mask)."""
+                  record: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor | None, list[RowState],
+                                                 list[list[int]]]:
+        """``generate``: the inputs, the states, each row's ``RowState`` (its ids up to the end and,
+        with ``record``, each one's log-probability under the grammar's whole mask) and each row's
+        whole generated part (padding included, as ``generate`` gave it)."""
         from transformers import LogitsProcessorList
 
         constrained = self.constrained if constrained is None else constrained
@@ -412,14 +412,12 @@ class Agent:
             kwargs["min_new_tokens"] = min_new_tokens
         with torch.inference_mode(), self._routed(domains):
             out = self.model.generate(**inputs, logits_processor=processors, **kwargs)
+        generated = [row[prompt_length:].tolist() for row in out]
         if constraint is None:
-            return inputs, state, [RowState(None, ids=row[prompt_length:].tolist()) for row in out]
+            return inputs, state, [RowState(None, ids=ids) for ids in generated], generated
         if constraint.dead_ends:
             self.stats["dead_ends"] += constraint.dead_ends
-        rows = constraint.finish(out)
-        for row, sequence in zip(rows, out):  # the whole generated part, padding included, as generate gave it
-            row.ids = sequence[prompt_length:].tolist()
-        return inputs, state, rows
+        return inputs, state, constraint.finish(out), generated
 
     def _state_batch(self, requests: Sequence[tuple]) -> torch.Tensor | None:
         """``(B, S)`` state inputs: each row's state in its domain's place (``StateLayout``), zeros elsewhere."""
@@ -488,44 +486,8 @@ class Agent:
                     out.append(adapter.distribution(logits.float(), [record.ids], self.grammar(record.domain)))
                 else:
                     hidden = self.model(**inputs, output_hidden_states=True).hidden_states[-1][:, -1]
-                    options = {"temperature": self.temperature} if adapter.output == "classification_head" else {}
-                    out.append(adapter.distribution(self.model, hidden, record.state, **options))
+                    out.append(adapter.distribution(self.model, hidden, record.state, self.temperature))
         return out
-
-
-def row_inputs(inputs: dict[str, torch.Tensor], row: int, images_per_row: Sequence[int]) -> dict[str, torch.Tensor]:
-    """Row ``row`` of a left-padded batch of chat inputs, without its padding, on the CPU: its token
-    ids and mask, and its images' tensors (Qwen's patches are cut by ``image_grid_thw``)."""
-    batch = inputs["input_ids"].shape[0]
-    keep = inputs["attention_mask"][row].bool()
-    first_image = sum(images_per_row[:row])
-    mine = slice(first_image, first_image + images_per_row[row])
-    out: dict[str, torch.Tensor] = {}
-    for key, value in inputs.items():
-        if key == "pixel_values" and "image_grid_thw" in inputs:
-            sizes = inputs["image_grid_thw"].prod(dim=1).tolist()
-            start = int(sum(sizes[:mine.start]))
-            out[key] = value[start:start + int(sum(sizes[mine]))]
-        elif key in ("image_grid_thw", "image_sizes") or (key == "pixel_values" and value.shape[0] != batch):
-            out[key] = value[mine]
-        elif value.dim() >= 2 and value.shape[0] == batch and value.shape[1] == keep.shape[0]:
-            out[key] = value[row:row + 1, keep]
-        elif value.shape[0] == batch:
-            out[key] = value[row:row + 1]
-        else:
-            out[key] = value
-    return {k: v.detach().cpu() for k, v in out.items()}
-
-
-def extend_with_answer(inputs: dict[str, torch.Tensor], answer: torch.Tensor) -> dict[str, torch.Tensor]:
-    """One row's prompt inputs with its answer ids ``(1, T)`` appended (mask 1, token type 0)."""
-    out = dict(inputs)
-    out["input_ids"] = torch.cat([inputs["input_ids"], answer], dim=1)
-    out["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(answer)], dim=1)
-    for key in ("mm_token_type_ids", "token_type_ids"):
-        if key in inputs:
-            out[key] = torch.cat([inputs[key], torch.zeros_like(answer)], dim=1)
-    return out
 
 
 class RowSampler:

@@ -203,7 +203,7 @@ class ActionConstraint:
         generated = input_ids.shape[1] - self.prompt_length
         out = torch.full_like(scores, float("-inf"))
         for i, row in enumerate(self.rows):
-            if generated > row.count:  # record the token chosen last step
+            if generated > row.count and not row.done:  # record the token chosen last step
                 row.write(int(input_ids[i, -1]))
             if row.grammar is None or row.done:
                 out[i] = scores[i]

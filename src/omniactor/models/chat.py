@@ -163,3 +163,42 @@ def chat_inputs(processor: Any, prompts: Sequence[tuple[str, str, Sequence[Any]]
         return processor(text=texts, images=images or None, return_tensors="pt", padding=len(texts) > 1)
     finally:
         tokenizer.padding_side = previous
+
+
+def row_inputs(inputs: dict[str, torch.Tensor], row: int, images_per_row: Sequence[int]) -> dict[str, torch.Tensor]:
+    """Row ``row`` of a left-padded batch of chat inputs, without its padding, on the CPU: its token
+    ids and mask, and its images' tensors (Qwen's patches are cut by ``image_grid_thw``)."""
+    import torch
+
+    batch = inputs["input_ids"].shape[0]
+    keep = inputs["attention_mask"][row].bool()
+    first_image = sum(images_per_row[:row])
+    mine = slice(first_image, first_image + images_per_row[row])
+    out: dict[str, Any] = {}
+    for key, value in inputs.items():
+        if key == "pixel_values" and "image_grid_thw" in inputs:
+            sizes = inputs["image_grid_thw"].prod(dim=1).tolist()
+            start = int(sum(sizes[:mine.start]))
+            out[key] = value[start:start + int(sum(sizes[mine]))]
+        elif key in ("image_grid_thw", "image_sizes") or (key == "pixel_values" and value.shape[0] != batch):
+            out[key] = value[mine]
+        elif value.dim() >= 2 and value.shape[0] == batch and value.shape[1] == keep.shape[0]:
+            out[key] = value[row:row + 1, keep]
+        elif value.shape[0] == batch:
+            out[key] = value[row:row + 1]
+        else:
+            out[key] = value
+    return {k: v.detach().cpu() for k, v in out.items()}
+
+
+def extend_with_answer(inputs: dict[str, torch.Tensor], answer: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One row's prompt inputs with its answer ids ``(1, T)`` appended (mask 1, token type 0)."""
+    import torch
+
+    out = dict(inputs)
+    out["input_ids"] = torch.cat([inputs["input_ids"], answer], dim=1)
+    out["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(answer)], dim=1)
+    for key in ("mm_token_type_ids", "token_type_ids"):
+        if key in inputs:
+            out[key] = torch.cat([inputs[key], torch.zeros_like(answer)], dim=1)
+    return out

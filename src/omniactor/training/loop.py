@@ -177,10 +177,7 @@ def model_parts(adapters: dict[str, Any], tokenizer: Any) -> dict[str, Any]:
     parts: dict[str, Any] = {}
     for adapter in adapters.values():
         for key, value in adapter.model_part(tokenizer).items():
-            if isinstance(value, dict) and key != "pointer":
-                parts.setdefault(key, {}).update(value)
-            else:
-                parts[key] = value
+            parts.setdefault(key, {}).update(value)
     return parts
 
 
@@ -307,11 +304,12 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     from tqdm.auto import tqdm
     from transformers import get_scheduler
 
+    from ..action_adapters import adapter_class
     from ..models.heterogeneity import HeterogeneityConfig, aux_loss, convert, set_domains
 
     # per-domain experts, the state input and the heads sit idle in other domains' batches
     unused = (config.variant != "dense" or bool(config.state_domain_names)
-              or any(spec.output.endswith("_head") for spec in config.blocks.values()))
+              or not all(adapter_class(spec.output).writes_answer for spec in config.blocks.values()))
     kwargs = [DistributedDataParallelKwargs(find_unused_parameters=unused)]
     plugin = None
     if config.deepspeed:
