@@ -80,11 +80,11 @@ def run_configs(base_dir: Path, data: Mapping[str, str], out: Path, steps: int |
         domain = resolve_domain(label, root)
         if len(domain_counts(root)) > 1:
             root = str(write_domain_subset(root, domain, out / "data" / label))
-        if domain not in template.action_tokenizers:
-            raise ValueError(f"{label}: no action tokenizer for domain {domain!r} in the train config "
-                             f"(action_tokenizers.{domain})")
+        if domain not in template.blocks:
+            raise ValueError(f"{label}: no block for domain {domain!r} in the train config "
+                             f"(domains.{domain}: {{action_tokenizer: ..., output: ...}})")
         configs[label] = dataclasses.replace(
-            template, model=str(base_dir), variant="dense", domains=[domain],
+            template, model=str(base_dir), variant="dense", domains={domain: template.blocks[domain]},
             data=[SourceConfig(path=str(root), name=label)], eval_data=[],
             output_dir=str(out / "runs" / label), max_steps=steps if steps is not None else template.max_steps)
     return configs
@@ -143,8 +143,9 @@ def run_probe(base: str, data: Mapping[str, str], out: str | Path, *, steps: int
             print(f"probe: fine-tuning {label} on {config.data[0].path} ({config.max_steps} steps)")
             train(config, progress=progress)
         runs[label] = final
-        summary["runs"][label] = {"data": config.data[0].path, "domain": config.domains[0], "final": str(final),
-                                  "steps": config.max_steps, **_losses(Path(config.output_dir), config.domains[0])}
+        domain = next(iter(config.blocks))
+        summary["runs"][label] = {"data": config.data[0].path, "domain": domain, "final": str(final),
+                                  "steps": config.max_steps, **_losses(Path(config.output_dir), domain)}
     result, proposal, written = analyze_checkpoints(base_dir, runs, out, progress=progress, **analysis)
     summary["shared_layers"] = proposal.shared_layers
     (out / PROBE_FILE).write_text(json.dumps(summary, indent=1))
