@@ -58,6 +58,9 @@ def build_agent(**options):
                  regression_dims={"arm": 4}, classification_sizes={"grid_world": len(BABYAI_ACTIONS)},
                  regression_state=True, pointer={"loc_token_ids": [int(i) for i in cells], "grid": 4},
                  copy=["gui", "grid", "phrases"])
+    with torch.no_grad():  # the new rows start equal; a trained model has no exact ties between actions
+        head = model.get_output_embeddings().weight
+        head.add_(0.05 * torch.randn(head.shape, generator=torch.Generator().manual_seed(0)))
     convert(model, HeterogeneityConfig("omniactor", shared_layers=1, domains=tuple(DOMAINS)))
     settings = AgentSettings({d: DomainSettings(output, history=1, image_size=56,
                                                 state_width=3 if output.endswith("_head") else None)
@@ -113,6 +116,8 @@ def test_the_mode_is_the_greedy_action(agent):
         adapter = agent.adapters[answer.record.domain]
         if adapter.writes_answer:  # the greedy answer takes the best allowed token at every step
             assert distribution.mode()[0].tolist() == answer.record.ids, answer.record.domain
+        elif hasattr(answer.action, "values"):  # a motion: the batched pass rounds differently in the last bits
+            assert adapter.to_action(distribution.mode()[0]).values == pytest.approx(answer.action.values, abs=1e-6)
         else:
             assert adapter.to_action(distribution.mode()[0]) == answer.action, answer.record.domain
 

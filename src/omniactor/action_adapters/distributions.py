@@ -91,7 +91,8 @@ class SquashedGaussian(ActionDistribution):
 
     def __init__(self, mean: torch.Tensor, log_std: torch.Tensor):
         self.mean = mean.float()
-        self.log_std = log_std.float().expand_as(self.mean)
+        # a new tensor, not a view of the parameter: built without grad, it stays without grad
+        self.log_std = log_std.float() + torch.zeros_like(self.mean)
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
         noise = torch.randn(self.mean.shape, generator=generator, dtype=torch.float32).to(self.mean.device)
