@@ -205,3 +205,44 @@ def test_a_domain_without_records_whose_tokenizer_needs_them_is_named(tmp_path):
     config = _config(tmp_path, 1, {**BLOCKS, "web": {"action_tokenizer": {"name": "discrete_semlang"}}})
     with pytest.raises(DataError, match="domain 'web'.*no training record has this domain"):
         train(config, progress=False)
+
+
+def test_a_checkpoint_in_the_flat_form_loads_with_one_note_and_acts_the_same(run, tmp_path, capsys):
+    """A ``final/`` folder as written before the domain blocks: ``agent.json`` in the flat form and
+    no policy spread (``log_std``) in the weights. It loads, says so in one line, and gives the
+    same greedy actions in every domain as the folder in today's form."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    old = tmp_path / "final"
+    shutil.copytree(run / "run" / "final", old)
+    blocks = json.loads((old / "agent.json").read_text())["domains"]
+    (old / "agent.json").write_text(json.dumps({
+        "domains": list(blocks), "history": {d: s["history"] for d, s in blocks.items()},
+        "image_size": {d: s["image_size"] for d, s in blocks.items()},
+        "system_prompts": {d: s["system_prompt"] for d, s in blocks.items()}, "state_widths": {},
+        "regression_heads": ["embodied"], "classification_heads": ["discrete"]}))
+    stripped = 0
+    for weights in old.glob("*.safetensors"):
+        tensors = load_file(weights)
+        kept = {k: v for k, v in tensors.items() if not k.endswith(".log_std")}
+        stripped += len(tensors) - len(kept)
+        save_file(kept, weights, metadata={"format": "pt"})
+    assert stripped == 1  # the embodied head's
+
+    capsys.readouterr()
+    agents = [Agent.from_pretrained(folder) for folder in (run / "run" / "final", old)]
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "flat form" in notes[0]
+    assert agents[0].settings == agents[1].settings
+    with torch.no_grad():  # the re-saved file moved the tensors after log_std off their 64-byte alignment, which
+        for agent in agents:  # changes the last float bits of a matmul: compare both from fresh, aligned memory
+            for parameter in agent.model.parameters():
+                parameter.data = parameter.data.clone()
+    for domain, instruction in (("gui", "click OK"), ("embodied", "pick up the red block"), ("discrete", "go")):
+        for seed in range(3):
+            image = np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+            seen = Observation({"main": image}, instruction, domain, 0)
+            actions = [a.act_batch([a.start(instruction, domain)], [seen])[0] for a in agents]
+            assert actions[0] == actions[1], (domain, seed)

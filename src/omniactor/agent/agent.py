@@ -37,7 +37,7 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -100,6 +100,18 @@ class AgentSettings:
         return cls({d: DomainSettings(output(d), int(per_domain(history, d) or 0), per_domain(image_size, d),
                                       (system_prompts or {}).get(d, ""), (state_widths or {}).get(d))
                     for d in domains})
+
+    def with_pointer(self, model: Any, action_tokenizers: dict[str, ActionTokenizer]) -> AgentSettings:
+        """The flat form did not name the pointer's domain (it lived in the model only): a model with
+        an image pointer gives it to the ``gui_location`` domain that acts by tokens."""
+        from ..actions.tokenizers.gui_location import GuiLocationTokenizer
+
+        adapters = getattr(model, "omniactor_adapters", None)
+        if adapters is None or "pointer" not in adapters:
+            return self
+        domains = {d: replace(s, output="pointer") if s.output == "tokens" and isinstance(
+            action_tokenizers.get(d), GuiLocationTokenizer) else s for d, s in self.domains.items()}
+        return AgentSettings(domains)
 
     @property
     def names(self) -> list[str]:
@@ -199,12 +211,16 @@ class Agent:
             raise AgentError(f"{directory}: no {TOKENIZERS_DIR}/ folder; the agent needs the action tokenizers "
                              "the model was trained with (omniactor train writes them to final/)")
         action_tokenizers = {p.name: load_action_tokenizer(p) for p in sorted(tokenizers_dir.iterdir()) if p.is_dir()}
-        if (directory / AGENT_FILE).exists():
-            settings = AgentSettings.from_json(json.loads((directory / AGENT_FILE).read_text()),
-                                               str(directory / AGENT_FILE))
+        written = json.loads((directory / AGENT_FILE).read_text()) if (directory / AGENT_FILE).exists() else {}
+        if written.get("format") == AgentSettings.FORMAT:
+            settings = AgentSettings.from_json(written)
+        elif written:
+            settings = AgentSettings.from_json(written, str(directory / AGENT_FILE))
         else:  # a checkpoint from before agent.json: default prompt settings
-            settings = AgentSettings(sorted(action_tokenizers))
+            settings = AgentSettings.from_flat(sorted(action_tokenizers))
         model = load_pretrained(directory, dtype=dtype, device=device)
+        if written.get("format") != AgentSettings.FORMAT:
+            settings = settings.with_pointer(model, action_tokenizers)
         from transformers import AutoProcessor
 
         allow_processors_without_torchvision()
