@@ -45,9 +45,7 @@ def build_agent(**options):
             tokenizer.fit(motions)
         elif name == "gui_location":
             tokenizer = build_action_tokenizer(name, grid=4)
-        elif name == "discrete_token":
-            tokenizer = build_action_tokenizer(name, names=BABYAI_ACTIONS)
-        elif name == "discrete_semlang":
+        elif name == "discrete_token" or name == "discrete_semlang":
             tokenizer = build_action_tokenizer(name, names=BABYAI_ACTIONS)
         else:
             tokenizer = build_action_tokenizer(name)

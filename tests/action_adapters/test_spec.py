@@ -82,11 +82,11 @@ def test_the_flat_keys_of_an_older_config_give_the_same_blocks_with_one_note(cap
                              "image_size={gui: 224, embodied: 112, discrete: 64}"])
     note = capsys.readouterr().err.strip().splitlines()
     assert len(note) == 1 and note[0].startswith("note: the flat key(s)") and "deprecated" in note[0]
-    new = load_config(None, [
+    new = load_config(None, [(
         "domains={gui: {action_tokenizer: {name: gui_location, grid: 16}, output: pointer, copy: true, history: 2, "
         "image_size: 224}, embodied: {action_tokenizer: {name: uniform, num_bins: 256}, output: regression_head, "
         "copy: true, state: true, history: 0, image_size: 112}, discrete: {action_tokenizer: discrete_semlang, "
-        "output: classification_head, copy: true, state: true, history: 1, image_size: 64}}"])
+        "output: classification_head, copy: true, state: true, history: 1, image_size: 64}}")])
     assert capsys.readouterr().err == ""  # the block form: no note
     assert old.blocks == new.blocks
     assert old.blocks["gui"] == DomainConfig(ActionTokenizerConfig("gui_location", {"grid": 16}), "pointer",

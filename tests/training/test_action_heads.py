@@ -14,7 +14,6 @@ from omniactor.envs.base import Observation
 from omniactor.training.config import load_config
 from omniactor.training.loop import DataError, train
 
-
 #: the demo's kind of model at test size: a pointer for clicks, a regression head for motions and a
 #: classification head for BabyAI's actions
 BLOCKS = {"gui": {"action_tokenizer": {"name": "gui_location", "grid": 4}, "output": "pointer", "history": 1,

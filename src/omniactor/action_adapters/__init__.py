@@ -43,4 +43,4 @@ def build_adapter(output: str, domain: str, action_tokenizer: Any) -> ActionAdap
     return adapter_class(output)(domain, action_tokenizer)
 
 
-__all__ = ["ActRecord", "ActionAdapter", "Decoded", "DomainConfig", "OUTPUTS", "adapter_class", "build_adapter"]
+__all__ = ["OUTPUTS", "ActRecord", "ActionAdapter", "Decoded", "DomainConfig", "adapter_class", "build_adapter"]

@@ -11,6 +11,10 @@ __all__ = ["Agent", "AgentError", "AgentSettings", "DomainSettings", "Episode"]
 
 
 def __getattr__(name: str) -> Any:
+    if name in ("AgentSettings", "DomainSettings"):
+        from . import settings
+
+        return getattr(settings, name)
     if name in __all__:
         from . import agent
 

@@ -33,13 +33,11 @@ in ``agent.stats``.
 from __future__ import annotations
 
 import hashlib
-import json
-import sys
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
@@ -51,96 +49,13 @@ from ..actions.tokenizers.base import ActionTokenizer
 from ..errors import OmniactorError
 from ..models.chat import end_of_turn_id, extend_with_answer, row_inputs
 from .constraints import ActionConstraint, CodeGrammar, RowState, TextGrammar, TokenTable
+from .settings import AgentSettings, load_settings
 
-AGENT_FILE = "agent.json"
 TOKENIZERS_DIR = "action_tokenizers"
 
 
 class AgentError(OmniactorError, RuntimeError):
     """The agent cannot act as asked (unknown domain, a checkpoint without its parts, ...)."""
-
-
-@dataclass
-class DomainSettings:
-    """How one domain is asked and answers: its adapter (``output``, ``action_adapters``) and its
-    prompt (history, image size, system prompt, state input)."""
-
-    output: str = "tokens"
-    history: int = 0
-    image_size: int | None = None
-    system_prompt: str = ""
-    state_width: int | None = None  # None: no state input (0: an old agent.json; the model's width)
-
-
-@dataclass
-class AgentSettings:
-    """How the model was trained to be asked: one ``DomainSettings`` per domain, in the order of the
-    domain ids (saved as ``agent.json`` next to the weights)."""
-
-    domains: dict[str, DomainSettings]
-
-    FORMAT: ClassVar[int] = 2
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.domains, dict):  # a list of names: each with the defaults
-            self.domains = {str(d): DomainSettings() for d in self.domains}
-
-    @classmethod
-    def from_flat(cls, domains: Sequence[str], history: int | dict[str, int] = 0,
-                  image_size: int | dict[str, int] | None = None, system_prompts: dict[str, str] | None = None,
-                  state_widths: dict[str, int] | None = None, regression_heads: Sequence[str] = (),
-                  classification_heads: Sequence[str] = ()) -> AgentSettings:
-        """The settings of the flat form (``agent.json`` as written before format 2)."""
-        from ..action_adapters.spec import flat_output
-        from ..models.chat import per_domain
-
-        def output(domain: str) -> str:
-            return flat_output(domain, None, regression_heads, classification_heads)
-
-        return cls({d: DomainSettings(output(d), int(per_domain(history, d) or 0), per_domain(image_size, d),
-                                      (system_prompts or {}).get(d, ""), (state_widths or {}).get(d))
-                    for d in domains})
-
-    def with_pointer(self, model: Any, action_tokenizers: dict[str, ActionTokenizer]) -> AgentSettings:
-        """The flat form did not name the pointer's domain (it lived in the model only): a model with
-        an image pointer gives it to the ``gui_location`` domain that acts by tokens."""
-        from ..actions.tokenizers.gui_location import GuiLocationTokenizer
-
-        adapters = getattr(model, "omniactor_adapters", None)
-        if adapters is None or "pointer" not in adapters:
-            return self
-        domains = {d: replace(s, output="pointer") if s.output == "tokens" and isinstance(
-            action_tokenizers.get(d), GuiLocationTokenizer) else s for d, s in self.domains.items()}
-        return AgentSettings(domains)
-
-    @property
-    def names(self) -> list[str]:
-        return list(self.domains)
-
-    @property
-    def state_widths(self) -> dict[str, int]:
-        """``{domain: width}`` of the domains whose prompt carries the state input."""
-        return {d: s.state_width for d, s in self.domains.items() if s.state_width is not None}
-
-    def to_json(self) -> dict[str, Any]:
-        return {"format": self.FORMAT, "domains": {d: asdict(s) for d, s in self.domains.items()}}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any], where: str = AGENT_FILE) -> AgentSettings:
-        if data.get("format") == cls.FORMAT:
-            return cls({d: DomainSettings(**s) for d, s in data["domains"].items()})
-        print(f"note: {where} is in the flat form written before format {cls.FORMAT} (one block per domain); "
-              "it loads as before, and a re-saved agent is written in the new form", file=sys.stderr)
-        history = data.get("history", 0)
-        widths = data.get("state_widths")
-        if widths is None:  # written before states had a width per domain: one domain, width from the model
-            widths = {d: 0 for d in data.get("state_domains", [])}
-        return cls.from_flat(list(data["domains"]), history if isinstance(history, dict) else int(history),
-                             data.get("image_size"), dict(data.get("system_prompts", {})), dict(widths),
-                             list(data.get("regression_heads", [])), list(data.get("classification_heads", [])))
-
-    def save(self, directory: str | Path) -> None:
-        (Path(directory) / AGENT_FILE).write_text(json.dumps(self.to_json(), indent=2))
 
 
 @dataclass
@@ -211,16 +126,8 @@ class Agent:
             raise AgentError(f"{directory}: no {TOKENIZERS_DIR}/ folder; the agent needs the action tokenizers "
                              "the model was trained with (omniactor train writes them to final/)")
         action_tokenizers = {p.name: load_action_tokenizer(p) for p in sorted(tokenizers_dir.iterdir()) if p.is_dir()}
-        written = json.loads((directory / AGENT_FILE).read_text()) if (directory / AGENT_FILE).exists() else {}
-        if written.get("format") == AgentSettings.FORMAT:
-            settings = AgentSettings.from_json(written)
-        elif written:
-            settings = AgentSettings.from_json(written, str(directory / AGENT_FILE))
-        else:  # a checkpoint from before agent.json: default prompt settings
-            settings = AgentSettings.from_flat(sorted(action_tokenizers))
         model = load_pretrained(directory, dtype=dtype, device=device)
-        if written.get("format") != AgentSettings.FORMAT:
-            settings = settings.with_pointer(model, action_tokenizers)
+        settings = load_settings(directory, model, action_tokenizers)
         from transformers import AutoProcessor
 
         allow_processors_without_torchvision()

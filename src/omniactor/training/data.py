@@ -33,7 +33,7 @@ import torch
 from ..action_adapters.classification_head import ACTION_CLASS
 from ..action_adapters.regression_head import ACTION_TARGET
 from ..actions import Action, format_action
-from ..actions.tokenizers.base import ActionTokenizer, CodeTokenizer
+from ..actions.tokenizers.base import ActionTokenizer
 from ..data import DatasetReader, validate_dataset
 from ..data.prompts import human_turn
 from ..data.sample import IMAGE_MARKER

@@ -28,10 +28,10 @@ from typing import Any
 
 import torch
 
+from ..action_adapters.heads import prompt_end_states
 from ..fileio import JsonLinesAppender, naming
 from ..models.checkpoint import WRITE_ERRORS
 from .config import TrainConfig, save_config
-from ..action_adapters.heads import prompt_end_states
 from .data import (
     HEAD_TARGETS,
     DataError,
@@ -547,7 +547,7 @@ def agent_settings(config: TrainConfig, items: list, encoder: SampleEncoder) -> 
     """How the Agent must ask the trained model: the prompt settings and one system prompt per
     domain (that of the domain's first record in ``canonical_order``, under the ``system_prompt``
     setting)."""
-    from ..agent.agent import AgentSettings, DomainSettings
+    from ..agent.settings import AgentSettings, DomainSettings
     from ..data import DatasetReader
 
     firsts: dict[str, Any] = {}
