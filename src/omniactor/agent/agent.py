@@ -49,6 +49,7 @@ from ..actions.tokenizers.base import ActionTokenizer
 from ..errors import OmniactorError
 from ..models.chat import end_of_turn_id, extend_with_answer, row_inputs
 from .constraints import ActionConstraint, CodeGrammar, RowState, TextGrammar, TokenTable
+from .inputs import ObservationError, observation_inputs
 from .settings import AgentSettings, load_settings
 
 TOKENIZERS_DIR = "action_tokenizers"
@@ -156,7 +157,8 @@ class Agent:
         return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
     def act(self, observation: Any) -> Action:
-        """The next action of the episode started by ``reset``."""
+        """The next action of the episode started by ``reset``; ``observation``: an ``Observation``, a PIL
+        image, an ``(H, W, 3)`` uint8 array or ``{"image" | "images": ..., "state": [...]}`` (``agent.inputs``)."""
         if self.episode is None:
             raise AgentError("call reset(instruction, domain) before act()")
         return self.act_batch([self.episode], [observation])[0]
@@ -167,8 +169,13 @@ class Agent:
         ``details=True`` returns the ``Decoded`` answers (action, raw text, validity) instead."""
         if len(episodes) != len(observations):
             raise AgentError(f"{len(episodes)} episodes but {len(observations)} observations")
-        requests = [(ep.domain, ep.instruction, list(obs.images.values()), ep.actions, obs.state)
-                    for ep, obs in zip(episodes, observations)]
+        requests = []
+        for index, (episode, observation) in enumerate(zip(episodes, observations)):
+            try:
+                images, state = observation_inputs(observation, f"observation {index}")
+            except ObservationError as err:
+                raise AgentError(str(err)) from None
+            requests.append((episode.domain, episode.instruction, images, episode.actions, state))
         decoded = self.decide(requests, [self.step_generator(ep) for ep in episodes] if self.do_sample else None)
         for episode, answer in zip(episodes, decoded):
             episode.actions.append(answer.action)
