@@ -1,0 +1,132 @@
+"""Clients of ``omniactor serve``: ``Client`` (the HTTP API, one call per route) and
+``RemoteAgent``, which mirrors ``Agent.reset`` / ``act`` / ``start`` / ``act_batch`` so that
+code written for an in-process agent runs against a server. ``act_batch`` sends its acts
+concurrently, so the server batches them."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import OmniactorError
+
+
+class ServerError(OmniactorError, RuntimeError):
+    """The server answered with an error: ``status`` and its message."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(f"{status}: {message}")
+        self.status = status
+
+
+class Client:
+    """``Client("http://127.0.0.1:8000", token=...)``: one method per route of the API."""
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 120.0):
+        import httpx
+
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout,
+                                 limits=httpx.Limits(max_connections=256, max_keepalive_connections=256))
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = self.http.request(method, path, json=body)
+        try:
+            data = response.json()
+        except ValueError:
+            data = {"error": response.text[:200]}
+        if response.status_code >= 400:
+            raise ServerError(response.status_code, data.get("error", response.reason_phrase))
+        return data
+
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "/healthz")
+
+    def info(self) -> dict[str, Any]:
+        return self._call("GET", "/v1/info")
+
+    def new_session(self, instruction: str, domain: str) -> str:
+        return self._call("POST", "/v1/sessions", {"instruction": instruction, "domain": domain})["session"]
+
+    def session(self, session: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/sessions/{session}")
+
+    def act(self, session: str, observation: Any) -> dict[str, Any]:
+        """The server's answer (``action``, ``action_json``, ``server_timing``) to one observation."""
+        return self._call("POST", f"/v1/sessions/{session}/act", body_of(observation))
+
+    def act_stateless(self, instruction: str, domain: str, observation: Any, history: list[str] = ()) -> dict:
+        return self._call("POST", "/v1/act", {"instruction": instruction, "domain": domain,
+                                              "history": list(history), **body_of(observation)})
+
+    def close_session(self, session: str) -> None:
+        self._call("DELETE", f"/v1/sessions/{session}")
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def body_of(observation: Any) -> dict[str, Any]:
+    """The JSON fields of an observation in any form ``Agent.act`` accepts (the first image)."""
+    from ..agent.inputs import observation_inputs
+    from .codec import encode_image
+
+    images, state = observation_inputs(observation)
+    body: dict[str, Any] = {"image": encode_image(images[0])}
+    if state is not None:
+        body["state"] = [float(v) for v in state]
+    return body
+
+
+@dataclass
+class RemoteEpisode:
+    instruction: str
+    domain: str
+    session: str
+    actions: list[Any] = field(default_factory=list)
+
+
+class RemoteAgent:
+    """An agent on a server, used as the in-process ``Agent`` is."""
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 120.0):
+        self.client = Client(url, token, timeout)
+        self.episode: RemoteEpisode | None = None
+        self.pool = ThreadPoolExecutor(max_workers=64)
+
+    def start(self, instruction: str, domain: str, seed: Any = None) -> RemoteEpisode:
+        return RemoteEpisode(instruction, domain, self.client.new_session(instruction, domain))
+
+    def reset(self, instruction: str, domain: str, seed: Any = None) -> None:
+        if self.episode is not None:
+            self.end(self.episode)
+        self.episode = self.start(instruction, domain, seed)
+
+    def end(self, episode: RemoteEpisode) -> None:
+        """Free the episode's session on the server."""
+        try:
+            self.client.close_session(episode.session)
+        except ServerError as err:
+            if err.status != 404:  # an expired session is gone already
+                raise
+
+    def act(self, observation: Any) -> Any:
+        if self.episode is None:
+            raise ServerError(400, "call reset(instruction, domain) before act()")
+        return self.act_batch([self.episode], [observation])[0]
+
+    def act_batch(self, episodes: list[RemoteEpisode], observations: list[Any]) -> list[Any]:
+        """One action per episode, the acts sent concurrently (the server batches them)."""
+        from ..actions import action_from_json
+
+        answers = list(self.pool.map(lambda pair: self.client.act(pair[0].session, pair[1]),
+                                     zip(episodes, observations)))
+        actions = [action_from_json(a["action_json"]) for a in answers]
+        for episode, action in zip(episodes, actions):
+            episode.actions.append(action)
+        return actions
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False)
+        self.client.close()
