@@ -10,7 +10,6 @@ import threading
 import time
 
 import httpx
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -103,7 +102,7 @@ def test_32_concurrent_sessions_of_20_acts_each_keep_their_own_history(server):
             session = own.new_session(f"task number {i}", domain)
             answers[i] = (session, [own.act(session, {"image": image(100 * i + step)})["action"]
                                     for step in range(20)])
-        except Exception as err:  # counted: the test wants none
+        except Exception as err:  # noqa: BLE001 - counted: the test wants none
             errors.append(repr(err))
         finally:
             own.close()
@@ -114,7 +113,6 @@ def test_32_concurrent_sessions_of_20_acts_each_keep_their_own_history(server):
     for thread in threads:
         thread.join()
     assert errors == [] and len(answers) == 32
-    from omniactor.serving import Client
 
     reader = Client(server[0], token=TOKEN)
     for i, (session, actions) in answers.items():
@@ -187,7 +185,9 @@ def test_the_websocket_and_http_give_the_same_actions(server, client):
         call({"type": "close", "session": session})
     assert ws_actions == http_actions
     client.close_session(http_session)
-    with pytest.raises(Exception), connect(url):  # no token: the handshake is refused
+    from websockets.exceptions import InvalidStatus
+
+    with pytest.raises(InvalidStatus), connect(url):  # no token: the handshake is refused
         pass
 
 
@@ -202,3 +202,27 @@ def test_the_stateless_act_takes_the_history_in_the_request(client):
     first = client.act_stateless("open the menu", "discrete", image(1))
     again = client.act_stateless("open the menu", "discrete", image(1), history=[first["action"]])
     assert first["step"] == 1 and again["step"] == 2
+
+
+@pytest.mark.parametrize("env,task,env_config", [("babyai", "GoToRedBall", {}),
+                                                  ("miniwob", "click-button", {"max_steps": 4})])
+def test_an_evaluation_through_the_server_takes_the_in_process_actions(server, trained_checkpoint, tmp_path, env,
+                                                                      task, env_config):
+    """Greedy decoding: ``omniactor eval --server`` and the in-process agent act the same, episode by
+    episode (the records' trajectory digests)."""
+    from omniactor.envs.registry import get_spec
+    from omniactor.evaluation.online import EvalConfig, evaluate
+
+    if get_spec(env).missing():
+        pytest.skip(f"{env}: {get_spec(env).install_hint()}")
+    common = {"env": env, "tasks": [task], "episodes": 3, "env_config": env_config, "progress": False}
+    evaluate(EvalConfig(out=str(tmp_path / "local"), checkpoint=str(trained_checkpoint[0]), **common))
+    results = evaluate(EvalConfig(out=str(tmp_path / "served"), server=server[0], token=TOKEN, **common))
+    assert results["decoding"]["answers"] > 0
+
+    def episodes(folder):
+        lines = (tmp_path / folder / "episodes.jsonl").read_text().splitlines()
+        return sorted((r["key"], r["trajectory"], r["steps"], r["success"]) for r in map(json.loads, lines))
+
+    assert episodes("served") == episodes("local")
+    assert TOKEN not in (tmp_path / "served" / "eval_config.json").read_text()  # the token is never written

@@ -12,6 +12,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..cli import json_object_arg
     from .online import EvalConfig, EvalError, evaluate
 
+    token = None
+    if args.server:
+        if args.checkpoint or args.sample or args.unconstrained or args.device:
+            print("error: with --server the agent and its decoding are the server's: leave out --checkpoint, "
+                  "--sample, --unconstrained and --device (start the server with them)", file=sys.stderr)
+            return EXIT_ERROR
+        if args.token_file:
+            from ..serving.cli import read_token
+
+            token = read_token(args.token_file)
     options = {"constrained": not args.unconstrained, "do_sample": args.sample, "temperature": args.temperature,
                "top_k": args.top_k, "seed": args.seed}
     if args.device:
@@ -20,7 +30,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                         checkpoint=args.checkpoint, policy=args.policy, workers=args.workers, seed=args.seed,
                         split=args.split, env_config=json_object_arg(args.env_config, "--env-config", '{"cameras": []}'),
                         domain=args.domain, save_episodes=args.save_episodes, agent_options=options,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, server=args.server, token=token)
     try:
         results = evaluate(config)
     except (EvalError, KeyError) as err:  # an unknown environment or task is a KeyError with a did-you-mean
@@ -50,6 +60,8 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, default=10, help="episodes per task (default 10)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--checkpoint", help="the agent: a training run's final/ folder")
+    p.add_argument("--server", metavar="URL", help="the agent behind `omniactor serve` at URL, instead of --checkpoint")
+    p.add_argument("--token-file", help="the server's bearer token (with --server)")
     p.add_argument("--policy", choices=["agent", "expert"], default="agent", help="who acts (default: agent)")
     p.add_argument("--workers", type=int, default=1, help="environment processes (the agent batches over them)")
     p.add_argument("--seed", type=int, default=0, help="first seed of the split (default 0)")

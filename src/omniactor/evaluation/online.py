@@ -68,12 +68,15 @@ class EvalConfig:
     agent_options: dict[str, Any] = field(default_factory=dict)  # constrained, do_sample, temperature, ...
     max_restarts: int = 3
     progress: bool = True
+    server: str | None = None  # the agent behind ``omniactor serve`` at this URL, instead of a checkpoint
+    token: str | None = None  # the server's bearer token (never written to the output)
 
     def identity(self) -> dict[str, Any]:
         """What makes two runs' episodes interchangeable (a resumed run must match; the device
         and the number of workers do not change what an episode is)."""
         data = {k: v for k, v in asdict(self).items() if k not in ("tasks", "episodes", "workers", "out",
-                                                                   "save_episodes", "progress", "max_restarts")}
+                                                                   "save_episodes", "progress", "max_restarts",
+                                                                   "token")}
         data["agent_options"] = {k: v for k, v in self.agent_options.items() if k != "device"}
         return data
 
@@ -288,9 +291,13 @@ def evaluate(config: EvalConfig, agent: Any = None) -> dict[str, Any]:
                         f"install with: {spec.install_hint()}")
     config.tasks = resolve_tasks(config.env, config.tasks)
     domain = config.domain or spec.domain
-    if config.policy == "agent" and agent is None:
+    if config.policy == "agent" and agent is None and config.server:
+        from ..serving.client import RemoteAgent
+
+        agent = RemoteAgent(config.server, config.token)  # decodes as the server was started
+    elif config.policy == "agent" and agent is None:
         if not config.checkpoint:
-            raise EvalError("policy 'agent' needs --checkpoint DIR (a training run's final/ folder)")
+            raise EvalError("policy 'agent' needs --checkpoint DIR (a training run's final/ folder) or --server URL")
         from ..agent import Agent
 
         agent = Agent.from_pretrained(config.checkpoint, **config.agent_options)
@@ -315,7 +322,7 @@ def evaluate(config: EvalConfig, agent: Any = None) -> dict[str, Any]:
     threads = cpu_threads_beside(agent, len(workers))
     stats_before = dict(agent.stats) if agent is not None else {}
     torch_threads = None
-    if agent is not None:
+    if getattr(agent, "model", None) is not None:
         import torch
 
         torch_threads = torch.get_num_threads()  # the agent's float sums depend on it
@@ -344,7 +351,7 @@ def cpu_threads_beside(agent: Any, env_processes: int) -> int | None:
     same cores, a 2-core machine ran a tiny model's step 10x slower with 2 threads than with
     1 (measured). Returns the previous thread count to restore (None when nothing changed).
     """
-    if agent is None or next(agent.model.parameters()).device.type != "cpu":
+    if getattr(agent, "model", None) is None or next(agent.model.parameters()).device.type != "cpu":
         return None
     import torch
 

@@ -219,7 +219,7 @@ def build_app(agent: Any, config: ServeConfig) -> Any:
                    for d, s in agent.settings.domains.items()}
         return {"version": __version__, "domains": domains,
                 "decoding": {"do_sample": agent.do_sample, "temperature": agent.temperature, "top_k": agent.top_k,
-                             "constrained": agent.constrained},
+                             "constrained": agent.constrained, "seed": agent.seed},
                 "limits": {"max_batch": config.max_batch, "max_wait_ms": config.max_wait_ms,
                            "max_sessions": config.max_sessions, "session_idle_s": config.session_idle_s,
                            "max_body_bytes": config.max_body_bytes, "max_pixels": config.max_pixels}}
@@ -292,7 +292,7 @@ def build_app(agent: Any, config: ServeConfig) -> Any:
                         raise RequestError(413, f"the message is over the limit of {config.max_body_bytes} bytes")
                     try:
                         data = msgpack.unpackb(raw, raw=False, strict_map_key=True)
-                    except Exception:
+                    except Exception:  # noqa: BLE001 - msgpack raises several kinds
                         raise RequestError(400, "the message is not msgpack") from None
                     if not isinstance(data, dict):
                         raise RequestError(422, "a message must be a map with a 'type'")

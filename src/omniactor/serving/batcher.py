@@ -94,7 +94,7 @@ class Batcher:
             decoded = self.agent.act_batch([p.episode for p in batch], [p.observation for p in batch], details=True)
             ms = (time.perf_counter() - started) * 1000
             return [Done(d, inference_ms=ms) for d in decoded]
-        except Exception as err:  # one request's fault: find it, answer the others
+        except Exception as err:  # noqa: BLE001 - one request's fault: find it, answer the others
             if len(batch) == 1:
                 return [Done(error=err, inference_ms=(time.perf_counter() - started) * 1000)]
             return [self._act([p])[0] for p in batch]

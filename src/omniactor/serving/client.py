@@ -31,7 +31,13 @@ class Client:
                                  limits=httpx.Limits(max_connections=256, max_keepalive_connections=256))
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        response = self.http.request(method, path, json=body)
+        import httpx
+
+        try:
+            response = self.http.request(method, path, json=body)
+        except httpx.TransportError as err:
+            raise ServerError(503, f"cannot reach the server at {self.http.base_url} ({type(err).__name__}: {err}); "
+                                   "is `omniactor serve` running there?") from None
         try:
             data = response.json()
         except ValueError:
@@ -81,51 +87,66 @@ def body_of(observation: Any) -> dict[str, Any]:
 
 @dataclass
 class RemoteEpisode:
+    """An episode of a ``RemoteAgent``: kept here, sent with each act (the server keeps nothing)."""
+
     instruction: str
     domain: str
-    session: str
     actions: list[Any] = field(default_factory=list)
+    seed: Any = None
 
 
 class RemoteAgent:
-    """An agent on a server, used as the in-process ``Agent`` is."""
+    """An agent on a server, used as the in-process ``Agent`` is (``reset`` / ``act``, ``start`` /
+    ``act_batch``). Each act goes to the stateless ``POST /v1/act`` with the episode's history,
+    so nothing is lost when the server restarts or a session would have expired; the acts of one
+    ``act_batch`` are sent concurrently, so the server batches them. Decoding is the server's
+    (``omniactor serve --sample``); ``settings``, ``constrained``, ``do_sample``, ``temperature``
+    and ``seed`` are read from its ``/v1/info``."""
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 120.0):
+        from collections import Counter
+        from types import SimpleNamespace
+
         self.client = Client(url, token, timeout)
+        info = self.client.info()
+        domains = info["domains"]
+        self.settings = SimpleNamespace(domains=domains, names=list(domains))
+        decoding = info["decoding"]
+        self.constrained, self.do_sample = decoding["constrained"], decoding["do_sample"]
+        self.temperature, self.seed = decoding["temperature"], decoding.get("seed")
+        self.stats: Counter[str] = Counter()
         self.episode: RemoteEpisode | None = None
         self.pool = ThreadPoolExecutor(max_workers=64)
 
     def start(self, instruction: str, domain: str, seed: Any = None) -> RemoteEpisode:
-        return RemoteEpisode(instruction, domain, self.client.new_session(instruction, domain))
+        if domain not in self.settings.domains:
+            raise ServerError(422, f"the served model has no domain {domain!r}; its domains: {self.settings.names}")
+        return RemoteEpisode(instruction, domain, seed=seed)
 
     def reset(self, instruction: str, domain: str, seed: Any = None) -> None:
-        if self.episode is not None:
-            self.end(self.episode)
         self.episode = self.start(instruction, domain, seed)
-
-    def end(self, episode: RemoteEpisode) -> None:
-        """Free the episode's session on the server."""
-        try:
-            self.client.close_session(episode.session)
-        except ServerError as err:
-            if err.status != 404:  # an expired session is gone already
-                raise
 
     def act(self, observation: Any) -> Any:
         if self.episode is None:
             raise ServerError(400, "call reset(instruction, domain) before act()")
         return self.act_batch([self.episode], [observation])[0]
 
-    def act_batch(self, episodes: list[RemoteEpisode], observations: list[Any]) -> list[Any]:
-        """One action per episode, the acts sent concurrently (the server batches them)."""
-        from ..actions import action_from_json
+    def act_batch(self, episodes: list[RemoteEpisode], observations: list[Any], details: bool = False) -> list[Any]:
+        """One action per episode (``details=True``: ``Decoded`` answers), the acts sent concurrently."""
+        from ..action_adapters import Decoded
+        from ..actions import action_from_json, format_action
 
-        answers = list(self.pool.map(lambda pair: self.client.act(pair[0].session, pair[1]),
-                                     zip(episodes, observations)))
-        actions = [action_from_json(a["action_json"]) for a in answers]
-        for episode, action in zip(episodes, actions):
-            episode.actions.append(action)
-        return actions
+        def one(pair: tuple[RemoteEpisode, Any]) -> dict[str, Any]:
+            episode, observation = pair
+            return self.client.act_stateless(episode.instruction, episode.domain, observation,
+                                             [format_action(a) for a in episode.actions])
+
+        answers = list(self.pool.map(one, zip(episodes, observations)))
+        decoded = [Decoded(action_from_json(a["action_json"]), a["action"], True) for a in answers]
+        for episode, answer in zip(episodes, decoded):
+            episode.actions.append(answer.action)
+        self.stats["actions"] += len(decoded)
+        return decoded if details else [d.action for d in decoded]
 
     def close(self) -> None:
         self.pool.shutdown(wait=False)

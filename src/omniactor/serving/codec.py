@@ -72,7 +72,7 @@ def decode_image(data: Any, name: str = "image", max_pixels: int = MAX_PIXELS) -
             return np.asarray(image.convert("RGB"))
     except RequestError:
         raise
-    except Exception as err:  # PIL raises many kinds on a damaged file
+    except Exception as err:  # noqa: BLE001 - PIL raises many kinds on a damaged file
         raise RequestError(400, f"{name}: cannot be decoded as an image ({type(err).__name__})") from None
 
 
