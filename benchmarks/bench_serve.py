@@ -1,0 +1,224 @@
+"""The policy server under load, against the same agent in process, in one run.
+
+A tiny-preset checkpoint (``omniactor train`` with 0 steps on the example dataset, the code path
+of a real checkpoint) is served by a real ``omniactor serve`` process on a loopback port. Then:
+
+- **in process, one by one**: ``Agent.act`` on the same requests, one after another (the
+  baseline a user without a server would have);
+- **through the server**: 1, 4, 16 and 64 concurrent clients, each with its own session and a
+  fixed number of acts, stopping by itself. Per level: throughput, p50/p99 latency, errors and
+  the mean batch size the server formed (from its ``/metrics``);
+- **soak**: ``--soak`` acts from 16 clients; the server's resident memory after the first
+  tenth and at the end.
+
+Goals: 0 errors; at 1 client the server adds at most 15% latency; at 16 clients throughput
+is at least 3x one-by-one in process; memory flat over the soak.
+
+    python benchmarks/bench_serve.py --json                  # the full run (~10 min on 2 cores)
+    python benchmarks/bench_serve.py --quick --json          # a smoke run
+
+The last printed line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DOMAINS = ("gui", "embodied", "discrete")
+TOKEN = "bench-token-0123456789abcdef"
+
+
+def make_checkpoint(root: Path) -> Path:
+    from omniactor.data.example import write_example_dataset
+    from omniactor.training.config import load_config
+    from omniactor.training.loop import train
+
+    write_example_dataset(root / "data", episodes_per_domain=2, seed=0)
+    train(load_config(None, [f"data=[{root / 'data'}]", f"output_dir={root / 'run'}", "max_steps=0",
+                             "image_size=56", "history=2", "system_prompt=none", f"cache_dir={root / 'cache'}",
+                             "action_tokenizers.gui.name=gui_location", "action_tokenizers.gui.args={grid: 8}",
+                             "action_tokenizers.embodied.args={num_bins: 16}"]), progress=False)
+    return root / "run" / "final"
+
+
+def start_server(checkpoint: Path, root: Path, max_batch: int, max_wait_ms: float) -> tuple[Any, str]:
+    token_file = root / "token"
+    token_file.write_text(TOKEN)
+    token_file.chmod(0o600)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "omniactor.cli", "serve", "--checkpoint", str(checkpoint), "--port", "0",
+         "--token-file", str(token_file), "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms),
+         "--max-sessions", "4096"], stdout=subprocess.PIPE, text=True)
+    line = process.stdout.readline()
+    url = line.split(" on ", 1)[1].split()[0]
+    import httpx
+
+    for _ in range(400):
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.05)
+    return process, url
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def requests_for(client_index: int, count: int) -> list[tuple[str, np.ndarray]]:
+    rng = np.random.default_rng(client_index)
+    domain = DOMAINS[client_index % len(DOMAINS)]
+    return [(domain, rng.integers(0, 256, (56, 56, 3), dtype=np.uint8)) for _ in range(count)]
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def in_process(checkpoint: Path, requests: list[tuple[str, np.ndarray]]) -> dict[str, float]:
+    from omniactor.agent import Agent
+
+    agent = Agent.from_pretrained(checkpoint)
+    agent.reset("warm up", "gui")
+    agent.act(requests[0][1])
+    latencies = []
+    started = time.perf_counter()
+    for domain, image in requests:
+        agent.reset("do the task", domain)
+        t = time.perf_counter()
+        agent.act(image)
+        latencies.append(time.perf_counter() - t)
+    seconds = time.perf_counter() - started
+    return {"requests": len(requests), "throughput": len(requests) / seconds,
+            "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000}
+
+
+def batch_totals(client: Any) -> tuple[float, float]:
+    text = client.http.get("/metrics").text
+    total = count = 0.0
+    for line in text.splitlines():
+        if line.startswith("omniactor_batch_size_sum"):
+            total = float(line.split()[-1])
+        elif line.startswith("omniactor_batch_size_count"):
+            count = float(line.split()[-1])
+    return total, count
+
+
+def load(url: str, clients: int, per_client: int) -> dict[str, Any]:
+    from omniactor.serving import Client
+
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    monitor = Client(url, token=TOKEN)
+    before = batch_totals(monitor)
+
+    def run(index: int) -> None:
+        own = Client(url, token=TOKEN)
+        work = requests_for(index, per_client)
+        try:
+            session = own.new_session("do the task", work[0][0])
+            for _, image in work:
+                t = time.perf_counter()
+                try:
+                    own.act(session, image)
+                    with lock:
+                        latencies.append(time.perf_counter() - t)
+                except Exception as err:  # noqa: BLE001 - counted and reported
+                    with lock:
+                        errors.append(repr(err)[:200])
+            own.close_session(session)
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    after = batch_totals(monitor)
+    monitor.close()
+    batches = after[1] - before[1]
+    return {"clients": clients, "requests": clients * per_client, "errors": len(errors),
+            "first_errors": errors[:3], "throughput": len(latencies) / seconds,
+            "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
+            "mean_batch": (after[0] - before[0]) / batches if batches else float("nan")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", default="1,4,16,64", help="concurrency levels")
+    parser.add_argument("--requests", type=int, default=256, help="acts per level (split over its clients)")
+    parser.add_argument("--baseline", type=int, default=64, help="acts one by one in process")
+    parser.add_argument("--soak", type=int, default=10_000, help="acts of the memory soak (16 clients)")
+    parser.add_argument("--max-batch", type=int, default=64)
+    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: few requests, a short soak")
+    parser.add_argument("--json", action="store_true", help="(kept for `make bench`; the last line is JSON anyway)")
+    args = parser.parse_args()
+    if args.quick:
+        args.requests, args.baseline, args.soak, args.clients = 32, 8, 64, "1,4,16"
+    levels = [int(c) for c in args.clients.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        checkpoint = make_checkpoint(root)
+        baseline = in_process(checkpoint, [r for i in range(args.baseline) for r in requests_for(i, 1)])
+        print(f"in process, one by one: {baseline['throughput']:.1f} acts/s, p50 {baseline['p50_ms']:.1f} ms")
+        process, url = start_server(checkpoint, root, args.max_batch, args.max_wait_ms)
+        try:
+            load(url, 1, 4)  # warm-up
+            rows = []
+            for clients in levels:
+                row = load(url, clients, max(1, args.requests // clients))
+                rows.append(row)
+                print(f"{clients:>3} clients: {row['throughput']:7.1f} acts/s ({row['throughput'] / baseline['throughput']:.2f}x "
+                      f"in process)  p50 {row['p50_ms']:7.1f} ms  p99 {row['p99_ms']:7.1f} ms  errors {row['errors']}  "
+                      f"mean batch {row['mean_batch']:.1f}")
+            soak_clients = 16
+            first = load(url, soak_clients, max(1, args.soak // 10 // soak_clients))
+            rss_first = rss_mb(process.pid)
+            rest = load(url, soak_clients, max(1, (args.soak - args.soak // 10) // soak_clients))
+            rss_last = rss_mb(process.pid)
+            print(f"soak: {first['requests'] + rest['requests']} acts, errors {first['errors'] + rest['errors']}, "
+                  f"server memory {rss_first:.0f} MB after {first['requests']} -> {rss_last:.0f} MB at the end")
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    one = next((r for r in rows if r["clients"] == 1), None)
+    sixteen = next((r for r in rows if r["clients"] == 16), None)
+    result = {
+        "benchmark": "serve", "cpu_count": os.cpu_count(), "baseline_in_process": baseline, "levels": rows,
+        "latency_overhead_1_client": one["p50_ms"] / baseline["p50_ms"] - 1 if one else None,
+        "throughput_ratio_16_clients": sixteen["throughput"] / baseline["throughput"] if sixteen else None,
+        "errors": sum(r["errors"] for r in rows) + first["errors"] + rest["errors"],
+        "soak": {"requests": first["requests"] + rest["requests"], "rss_mb_after_first_tenth": rss_first,
+                 "rss_mb_at_end": rss_last, "growth_mb": rss_last - rss_first},
+    }
+    result["goals"] = {"no_errors": result["errors"] == 0,
+                       "overhead_at_most_15pct": result["latency_overhead_1_client"] is not None
+                       and result["latency_overhead_1_client"] <= 0.15,
+                       "throughput_16_at_least_3x": result["throughput_ratio_16_clients"] is not None
+                       and result["throughput_ratio_16_clients"] >= 3}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
