@@ -46,10 +46,11 @@ def make_checkpoint(root: Path) -> Path:
     from omniactor.training.loop import train
 
     write_example_dataset(root / "data", episodes_per_domain=2, seed=0)
-    train(load_config(None, [f"data=[{root / 'data'}]", f"output_dir={root / 'run'}", "max_steps=0",
-                             "image_size=56", "history=2", "system_prompt=none", f"cache_dir={root / 'cache'}",
-                             "action_tokenizers.gui.name=gui_location", "action_tokenizers.gui.args={grid: 8}",
-                             "action_tokenizers.embodied.args={num_bins: 16}"]), progress=False)
+    domains = ("domains={gui: {action_tokenizer: {name: gui_location, grid: 8}, history: 2, image_size: 56}, "
+               "embodied: {action_tokenizer: {name: uniform, num_bins: 16}, history: 2, image_size: 56}, "
+               "discrete: {action_tokenizer: discrete_semlang, history: 2, image_size: 56}}")
+    train(load_config(None, [f"data=[{root / 'data'}]", f"output_dir={root / 'run'}", "max_steps=0", domains,
+                             "system_prompt=none", f"cache_dir={root / 'cache'}"]), progress=False)
     return root / "run" / "final"
 
 
@@ -91,21 +92,20 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def in_process(checkpoint: Path, requests: list[tuple[str, np.ndarray]]) -> dict[str, float]:
-    from omniactor.agent import Agent
-
-    agent = Agent.from_pretrained(checkpoint)
-    agent.reset("warm up", "gui")
-    agent.act(requests[0][1])
+def in_process(agent: Any, clients: int, per_client: int) -> dict[str, float]:
+    """The same acts as ``clients`` clients of ``per_client`` acts each (their domains, images and
+    growing histories), one by one in this process: the clients' steps interleaved."""
+    work = [requests_for(i, per_client) for i in range(clients)]
+    episodes = [agent.start("do the task", w[0][0]) for w in work]
     latencies = []
     started = time.perf_counter()
-    for domain, image in requests:
-        agent.reset("do the task", domain)
-        t = time.perf_counter()
-        agent.act(image)
-        latencies.append(time.perf_counter() - t)
+    for step in range(per_client):
+        for episode, requests in zip(episodes, work):
+            t = time.perf_counter()
+            agent.act_batch([episode], [requests[step][1]])
+            latencies.append(time.perf_counter() - t)
     seconds = time.perf_counter() - started
-    return {"requests": len(requests), "throughput": len(requests) / seconds,
+    return {"clients": clients, "requests": len(latencies), "throughput": len(latencies) / seconds,
             "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000}
 
 
@@ -167,21 +167,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", default="1,4,16,64", help="concurrency levels")
     parser.add_argument("--requests", type=int, default=256, help="acts per level (split over its clients)")
-    parser.add_argument("--baseline", type=int, default=64, help="acts one by one in process")
+    parser.add_argument("--baseline", type=int, default=64, help="acts one by one in process (per compared level)")
     parser.add_argument("--soak", type=int, default=10_000, help="acts of the memory soak (16 clients)")
     parser.add_argument("--max-batch", type=int, default=64)
-    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--max-wait-ms", type=float, default=1.0)
     parser.add_argument("--quick", action="store_true", help="a smoke run: few requests, a short soak")
     parser.add_argument("--json", action="store_true", help="(kept for `make bench`; the last line is JSON anyway)")
     args = parser.parse_args()
     if args.quick:
-        args.requests, args.baseline, args.soak, args.clients = 32, 8, 64, "1,4,16"
+        args.requests, args.baseline, args.soak, args.clients = 32, 16, 64, "1,4,16"
     levels = [int(c) for c in args.clients.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         checkpoint = make_checkpoint(root)
-        baseline = in_process(checkpoint, [r for i in range(args.baseline) for r in requests_for(i, 1)])
-        print(f"in process, one by one: {baseline['throughput']:.1f} acts/s, p50 {baseline['p50_ms']:.1f} ms")
+        from omniactor.agent import Agent
+
+        agent = Agent.from_pretrained(checkpoint)
+        in_process(agent, 1, 2)  # warm-up
+        baseline = {n: in_process(agent, n, max(1, args.baseline // n)) for n in sorted({1, 16} & set(levels) or {1})}
+        del agent
+        for n, row in baseline.items():
+            print(f"in process, one by one, the acts of {n} client(s): {row['throughput']:.1f} acts/s, "
+                  f"p50 {row['p50_ms']:.1f} ms")
         process, url = start_server(checkpoint, root, args.max_batch, args.max_wait_ms)
         try:
             load(url, 1, 4)  # warm-up
@@ -189,7 +196,8 @@ def main() -> None:
             for clients in levels:
                 row = load(url, clients, max(1, args.requests // clients))
                 rows.append(row)
-                print(f"{clients:>3} clients: {row['throughput']:7.1f} acts/s ({row['throughput'] / baseline['throughput']:.2f}x "
+                reference = baseline.get(clients, baseline[min(baseline)])
+                print(f"{clients:>3} clients: {row['throughput']:7.1f} acts/s ({row['throughput'] / reference['throughput']:.2f}x "
                       f"in process)  p50 {row['p50_ms']:7.1f} ms  p99 {row['p99_ms']:7.1f} ms  errors {row['errors']}  "
                       f"mean batch {row['mean_batch']:.1f}")
             soak_clients = 16
@@ -205,9 +213,10 @@ def main() -> None:
     one = next((r for r in rows if r["clients"] == 1), None)
     sixteen = next((r for r in rows if r["clients"] == 16), None)
     result = {
-        "benchmark": "serve", "cpu_count": os.cpu_count(), "baseline_in_process": baseline, "levels": rows,
-        "latency_overhead_1_client": one["p50_ms"] / baseline["p50_ms"] - 1 if one else None,
-        "throughput_ratio_16_clients": sixteen["throughput"] / baseline["throughput"] if sixteen else None,
+        "benchmark": "serve", "cpu_count": os.cpu_count(), "baseline_in_process": list(baseline.values()), "levels": rows,
+        "latency_overhead_1_client": one["p50_ms"] / baseline[1]["p50_ms"] - 1 if one and 1 in baseline else None,
+        "throughput_ratio_16_clients": sixteen["throughput"] / baseline[16]["throughput"]
+        if sixteen and 16 in baseline else None,
         "errors": sum(r["errors"] for r in rows) + first["errors"] + rest["errors"],
         "soak": {"requests": first["requests"] + rest["requests"], "rss_mb_after_first_tenth": rss_first,
                  "rss_mb_at_end": rss_last, "growth_mb": rss_last - rss_first},

@@ -32,7 +32,7 @@ OPEN_ROUTES = ("/healthz",)
 @dataclass
 class ServeConfig:
     max_batch: int = 16
-    max_wait_ms: float = 5.0
+    max_wait_ms: float = 1.0
     max_sessions: int = 1024
     session_idle_s: float = 600.0
     max_body_bytes: int = 8 * 1024 * 1024
