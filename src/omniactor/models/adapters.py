@@ -95,6 +95,18 @@ class ClassificationHead(_ActionHead):
         return nn.functional.cross_entropy(logits.float(), target.long().reshape(-1))
 
 
+class ValueHead(_ActionHead):
+    """PPO's critic: the same MLP on the final hidden state at the answer position (the token
+    before the first action token), and the state beside it, giving one value per row."""
+
+    def __init__(self, hidden_size: int, width: int = 256, layers: int = 2, state_dim: int = 0):
+        super().__init__(hidden_size, 1, width, layers, state_dim)
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        """``(B, H [+ S])`` -> ``(B,)`` values (float32)."""
+        return self.raw(states).float().squeeze(-1)
+
+
 class StateProjector(nn.Module):
     """State vector ``(B, S)`` -> one embedding ``(B, H)`` per ``<state>`` placeholder token.
 
