@@ -226,3 +226,31 @@ def test_an_evaluation_through_the_server_takes_the_in_process_actions(server, t
 
     assert episodes("served") == episodes("local")
     assert TOKEN not in (tmp_path / "served" / "eval_config.json").read_text()  # the token is never written
+
+
+def test_hostile_bodies_and_frames_get_an_answer_not_a_dropped_connection(server, client):
+    import msgpack
+    from websockets.sync.client import connect
+
+    url = server[0]
+    session = client.new_session("click", "gui")
+    cases = [(b"[" * 100_000, 400, "not JSON"), (b'{"instruction": ' + b"9" * 5000 + b"}", 400, "not JSON"),
+             (json.dumps({"instruction": "x" * 5000, "domain": "gui"}).encode(), 422, "instruction: 5000 characters")]
+    for body, status, words in cases:
+        response = httpx.post(f"{url}/v1/sessions", content=body, headers=AUTH, timeout=30)
+        assert response.status_code == status and words in response.json()["error"], response.text[:200]
+    response = httpx.post(f"{url}/v1/sessions/{session}/act", json={"image": encode_image(image(1)),
+                                                                    "state": [10**400]}, headers=AUTH)
+    assert response.status_code in (400, 422), response.text[:200]  # JSON cannot even carry it as a float
+    with connect(url.replace("http://", "ws://") + "/v1/ws", additional_headers=AUTH) as ws:
+        ws.send("a text frame")
+        assert msgpack.unpackb(ws.recv(), raw=False)["status"] == 400
+        huge = {"type": "act", "session": session,
+                "image": {"dtype": "uint8", "shape": [2**31 - 1, 2**31 - 1, 3], "data": b""}}
+        ws.send(msgpack.packb(huge, use_bin_type=True))
+        assert msgpack.unpackb(ws.recv(), raw=False)["status"] == 422
+        empty = {"type": "act", "session": session, "image": {"dtype": "uint8", "shape": [0, 5, 3], "data": b""}}
+        ws.send(msgpack.packb(empty, use_bin_type=True))
+        assert msgpack.unpackb(ws.recv(), raw=False)["status"] == 422
+    assert client.session(session)["history"] == [] and client.health()["status"] == "ok"
+    client.close_session(session)

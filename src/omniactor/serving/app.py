@@ -27,6 +27,9 @@ LOG = logging.getLogger("omniactor.serve")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 #: routes that answer without a token
 OPEN_ROUTES = ("/healthz",)
+#: the longest instruction and the longest history a request may carry
+MAX_INSTRUCTION_CHARS = 4096
+MAX_HISTORY = 256
 
 
 @dataclass
@@ -37,6 +40,7 @@ class ServeConfig:
     session_idle_s: float = 600.0
     max_body_bytes: int = 8 * 1024 * 1024
     max_pixels: int = MAX_PIXELS
+    max_queue: int = 1024  # acts waiting for the model; more get 503
     token: str | None = None
 
 
@@ -146,7 +150,19 @@ def build_app(agent: Any, config: ServeConfig) -> Any:
 
     metrics = Metrics()
     store = SessionStore(config.max_sessions, config.session_idle_s)
-    batcher = Batcher(agent, config.max_batch, config.max_wait_ms, on_batch=metrics.batch_size.observe)
+    batcher = Batcher(agent, config.max_batch, config.max_wait_ms, on_batch=metrics.batch_size.observe,
+                      max_queue=config.max_queue)
+    widths = dict(agent.settings.state_widths)
+    if 0 in widths.values() and getattr(agent.model, "omniactor_adapters", None) is not None:
+        # an agent.json from before widths per domain: one state domain, as wide as the model's input
+        widths = {d: int(agent.model.omniactor_adapters["state"].state_dim) for d in widths}
+
+    def instruction_of(data: dict[str, Any]) -> str:
+        instruction = field(data, "instruction", str)
+        if len(instruction) > MAX_INSTRUCTION_CHARS:
+            raise RequestError(422, f"instruction: {len(instruction)} characters, over the limit of "
+                                    f"{MAX_INSTRUCTION_CHARS}")
+        return instruction
 
     def domain_of(data: dict[str, Any]) -> str:
         domain = field(data, "domain", str)
@@ -154,13 +170,16 @@ def build_app(agent: Any, config: ServeConfig) -> Any:
             raise RequestError(422, f"domain: {domain!r} is not one of the model's domains {agent.settings.names}")
         return domain
 
-    def observation(data: dict[str, Any], domain: str) -> dict[str, Any]:
+    async def observation(data: dict[str, Any], domain: str) -> dict[str, Any]:
+        from starlette.concurrency import run_in_threadpool
+
         if "image" not in data or data["image"] is None:
             raise RequestError(422, "image: missing")
-        image = decode_image(data["image"], "image", config.max_pixels)
+        # decoding a large image takes a while: off the event loop (and off the inference thread)
+        image = await run_in_threadpool(decode_image, data["image"], "image", config.max_pixels)
         state = decode_state(data.get("state"))
-        width = agent.settings.domains[domain].state_width
-        if width:  # 0: an older agent.json, the width is the model's
+        width = widths.get(domain)
+        if width is not None:
             if state is None:
                 raise RequestError(422, f"state: missing; domain {domain!r} takes a state of {width} numbers")
             if len(state) != width:
@@ -175,27 +194,29 @@ def build_app(agent: Any, config: ServeConfig) -> Any:
                 raise RequestError(413, f"the body is over the limit of {config.max_body_bytes} bytes")
         try:
             data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise RequestError(400, f"the body is not JSON ({err})") from None
+        except (ValueError, RecursionError) as err:  # not JSON, nested too deep, a number too long
+            raise RequestError(400, f"the body is not JSON that can be read ({type(err).__name__}: {err})"[:300]) from None
         if not isinstance(data, dict):
             raise RequestError(422, f"the body must be a JSON object, got {type(data).__name__}")
         return data
 
     async def act(episode: Any, seen: dict[str, Any]) -> dict[str, Any]:
+        """One act of ``episode``: the model acts on a copy, and the action joins the episode's history
+        only once it is answered, so a failed or abandoned act leaves the history as it was."""
         started = time.perf_counter()
         metrics.queue_depth.set(batcher.depth + 1)
-        done = await batcher.act(episode, seen)
+        done = await batcher.act(Episode(episode.instruction, episode.domain, list(episode.actions)), seen)
         metrics.queue_depth.set(batcher.depth)
         if done.error is not None:
             metrics.failures.labels("error").inc()
             LOG.error("act failed: %s: %s", type(done.error).__name__, done.error)
             raise RequestError(500, f"the model could not act ({type(done.error).__name__}); the session is unchanged")
         if not done.decoded.valid:  # impossible under constrained decoding; counted, and not kept
-            episode.actions.pop()
             metrics.failures.labels("undecodable").inc()
             raise RequestError(500, f"the model's answer did not decode ({done.decoded.error}); the session is "
                                     "unchanged")
         action = done.decoded.action
+        episode.actions.append(action)
         return {"action": format_action(action), "action_json": action_to_json(action),
                 "step": len(episode.actions),
                 "server_timing": {"queue_ms": round(done.queue_ms, 3), "inference_ms": round(done.inference_ms, 3),
@@ -204,10 +225,14 @@ def build_app(agent: Any, config: ServeConfig) -> Any:
 
     def answer(handler: Any) -> Any:
         async def endpoint(request: Any) -> Any:
+            rid = request.scope["state"]["request_id"]
             try:
                 return JSONResponse(await handler(request))
             except RequestError as err:
-                return error_response(err.status, str(err), request.scope["state"]["request_id"])
+                return error_response(err.status, str(err), rid)
+            except Exception as err:
+                LOG.exception("rid=%s unexpected error", rid)
+                return error_response(500, f"the server failed on this request ({type(err).__name__})", rid)
         return endpoint
 
     async def health(request: Any) -> Any:
@@ -225,7 +250,7 @@ def build_app(agent: Any, config: ServeConfig) -> Any:
                            "max_body_bytes": config.max_body_bytes, "max_pixels": config.max_pixels}}
 
     def new_session(data: dict[str, Any]) -> dict[str, Any]:
-        instruction, domain = field(data, "instruction", str), domain_of(data)
+        instruction, domain = instruction_of(data), domain_of(data)
         session = store.create(Episode(instruction, domain))
         metrics.sessions.set(len(store))
         return {"session": session.id}
@@ -240,9 +265,14 @@ def build_app(agent: Any, config: ServeConfig) -> Any:
 
     async def session_act(request: Any) -> dict[str, Any]:
         data = await read_json(request)
-        session = store.get(request.path_params["id"])
-        seen = observation(data, session.episode.domain)
+        return await act_in_session(request.path_params["id"], data)
+
+    async def act_in_session(key: str, data: dict[str, Any]) -> dict[str, Any]:
+        session = store.get(key)
+        seen = await observation(data, session.episode.domain)
         async with session.lock:
+            if store.sessions.get(key) is not session:  # deleted while this act waited for the lock
+                raise RequestError(404, f"session {key[:40]!r}: deleted while the act waited")
             return await act(session.episode, seen)
 
     async def session_route(request: Any) -> Any:
@@ -258,6 +288,9 @@ def build_app(agent: Any, config: ServeConfig) -> Any:
 
     def history_of(data: dict[str, Any]) -> list[Any]:
         given = field(data, "history", list, required=False) or []
+        if len(given) > MAX_HISTORY:
+            raise RequestError(422, f"history: {len(given)} actions, over the limit of {MAX_HISTORY} (send the "
+                                    "last ones; the prompt shows only the last few)")
         actions = []
         for i, text in enumerate(given):
             if not isinstance(text, str):
@@ -270,9 +303,9 @@ def build_app(agent: Any, config: ServeConfig) -> Any:
 
     async def stateless(request: Any) -> dict[str, Any]:
         data = await read_json(request)
-        instruction, domain = field(data, "instruction", str), domain_of(data)
+        instruction, domain = instruction_of(data), domain_of(data)
         episode = Episode(instruction, domain, history_of(data))
-        return await act(episode, observation(data, domain))
+        return await act(episode, await observation(data, domain))
 
     async def metrics_route(request: Any) -> Any:
         metrics.sessions.set(len(store))
@@ -286,8 +319,13 @@ def build_app(agent: Any, config: ServeConfig) -> Any:
         await ws.accept()
         try:
             while True:
-                raw = await ws.receive_bytes()
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                raw = message.get("bytes")
                 try:
+                    if raw is None:
+                        raise RequestError(400, "send msgpack in binary frames, not text")
                     if len(raw) > config.max_body_bytes:
                         raise RequestError(413, f"the message is over the limit of {config.max_body_bytes} bytes")
                     try:
@@ -300,10 +338,7 @@ def build_app(agent: Any, config: ServeConfig) -> Any:
                     if kind == "session":
                         reply = new_session(data)
                     elif kind == "act":
-                        session = store.get(field(data, "session", str))
-                        seen = observation(data, session.episode.domain)
-                        async with session.lock:
-                            reply = await act(session.episode, seen)
+                        reply = await act_in_session(field(data, "session", str), data)
                     elif kind == "close":
                         store.delete(field(data, "session", str))
                         reply = {"deleted": data["session"]}
@@ -313,6 +348,9 @@ def build_app(agent: Any, config: ServeConfig) -> Any:
                         raise RequestError(422, f"type: {kind!r} is not one of session, act, close, info")
                 except RequestError as err:
                     reply = {"error": str(err), "status": err.status}
+                except Exception as err:
+                    LOG.exception("websocket: unexpected error")
+                    reply = {"error": f"the server failed on this message ({type(err).__name__})", "status": 500}
                 await ws.send_bytes(msgpack.packb(reply, use_bin_type=True))
         except WebSocketDisconnect:
             return

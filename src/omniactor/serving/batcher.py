@@ -36,10 +36,11 @@ class Done:
 
 
 class Batcher:
-    def __init__(self, agent: Any, max_batch: int = 16, max_wait_ms: float = 5.0, on_batch: Any = None):
+    def __init__(self, agent: Any, max_batch: int = 16, max_wait_ms: float = 1.0, on_batch: Any = None,
+                 max_queue: int = 1024):
         self.agent, self.max_batch, self.max_wait = agent, max(1, max_batch), max_wait_ms / 1000
         self.on_batch = on_batch  # called with each batch's size
-        self.queue: asyncio.Queue[Pending] = asyncio.Queue()
+        self.queue: asyncio.Queue[Pending] = asyncio.Queue(maxsize=max(1, max_queue))
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="omniactor-inference")
         self.task: asyncio.Task | None = None
 
@@ -57,8 +58,15 @@ class Batcher:
 
     async def act(self, episode: Any, observation: dict[str, Any]) -> Done:
         """The decoded answer of one act (the episode's history grows by it)."""
+        from .codec import RequestError
+
+        if self.task is None or self.task.done():
+            raise RequestError(503, "the inference worker is not running; restart the server")
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put(Pending(episode, observation, future))
+        try:
+            self.queue.put_nowait(Pending(episode, observation, future))
+        except asyncio.QueueFull:
+            raise RequestError(503, f"{self.queue.maxsize} acts are waiting for the model; retry shortly") from None
         return await future
 
     async def _run(self) -> None:
@@ -81,7 +89,12 @@ class Batcher:
             if self.on_batch is not None:
                 self.on_batch(len(batch))
             started = time.perf_counter()
-            results = await loop.run_in_executor(self.executor, self._act, batch)
+            try:
+                results = await loop.run_in_executor(self.executor, self._act, batch)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as err:  # noqa: BLE001 - the worker must outlive any one batch
+                results = [Done(error=err) for _ in batch]
             for pending, done in zip(batch, results):
                 done.queue_ms = (started - pending.queued) * 1000
                 done.batch_size = len(batch)

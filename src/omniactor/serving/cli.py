@@ -67,6 +67,7 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"serving {args.checkpoint} on http://{shown}:{port} (pid {os.getpid()})", flush=True)
     server = uvicorn.Server(uvicorn.Config(build_app(agent, config), log_level=args.log_level,
                                            ws_max_size=config.max_body_bytes, timeout_graceful_shutdown=5,
+                                           limit_concurrency=config.max_queue + 64,
                                            ws="websockets-sansio"))
     server.run(sockets=[sock])
     return 0

@@ -43,7 +43,8 @@ class Client:
         except ValueError:
             data = {"error": response.text[:200]}
         if response.status_code >= 400:
-            raise ServerError(response.status_code, data.get("error", response.reason_phrase))
+            message = data.get("error") if isinstance(data, dict) else None
+            raise ServerError(response.status_code, message or response.reason_phrase)
         return data
 
     def health(self) -> dict[str, Any]:
@@ -79,6 +80,9 @@ def body_of(observation: Any) -> dict[str, Any]:
     from .codec import encode_image
 
     images, state = observation_inputs(observation)
+    if len(images) != 1:
+        raise ServerError(422, f"the server takes one image per act; the observation has {len(images)} views "
+                               "(send the main one)")
     body: dict[str, Any] = {"image": encode_image(images[0])}
     if state is not None:
         body["state"] = [float(v) for v in state]

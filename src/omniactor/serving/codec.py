@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import math
 from typing import Any
 
 import numpy as np
@@ -63,7 +64,7 @@ def decode_image(data: Any, name: str = "image", max_pixels: int = MAX_PIXELS) -
     if not isinstance(data, bytes | bytearray):
         raise RequestError(422, f"{name}: expected a base64 PNG/JPEG, got {type(data).__name__}")
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
             if image.format not in IMAGE_FORMATS:
                 raise RequestError(400, f"{name}: a {image.format} image; send {' or '.join(IMAGE_FORMATS)}")
             width, height = image.size
@@ -77,7 +78,7 @@ def decode_image(data: Any, name: str = "image", max_pixels: int = MAX_PIXELS) -
 
 
 def check_image_array(array: np.ndarray, name: str, max_pixels: int) -> np.ndarray:
-    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8 or min(array.shape[:2]) < 1:
         raise RequestError(422, f"{name}: an image array must be (H, W, 3) uint8, got {array.shape} {array.dtype}")
     if array.shape[0] * array.shape[1] > max_pixels:
         raise RequestError(400, f"{name}: {array.shape[1]} x {array.shape[0]} pixels is over the limit of {max_pixels}")
@@ -108,12 +109,12 @@ def decode_array(data: Any, name: str) -> np.ndarray:
     dtype, shape, raw = data["dtype"], data["shape"], data["data"]
     if dtype not in ARRAY_DTYPES:
         raise RequestError(422, f"{name}.dtype: {dtype!r} is not one of {', '.join(ARRAY_DTYPES)}")
-    if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+    if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**31
                                               for n in shape) or len(shape) > 4:
-        raise RequestError(422, f"{name}.shape: {shape!r:.60} is not a list of up to 4 sizes")
+        raise RequestError(422, f"{name}.shape: {shape!r:.60} is not a list of up to 4 sizes below 2**31")
     if not isinstance(raw, bytes):
         raise RequestError(422, f"{name}.data: expected bytes, got {type(raw).__name__}")
-    expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    expected = math.prod(shape) * np.dtype(dtype).itemsize  # Python ints: no overflow
     if len(raw) != expected:
         raise RequestError(422, f"{name}.data: {len(raw)} bytes, and shape {shape} of {dtype} needs {expected}")
     return np.frombuffer(raw, dtype=dtype).reshape(shape)
@@ -126,7 +127,10 @@ def decode_state(data: Any, name: str = "state") -> np.ndarray | None:
     if isinstance(data, dict):
         state = decode_array(data, name).astype(np.float64)
     elif isinstance(data, list) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in data):
-        state = np.asarray(data, dtype=np.float64)
+        try:
+            state = np.asarray(data, dtype=np.float64)
+        except OverflowError:
+            raise RequestError(422, f"{name}: a number is too large for a float") from None
     else:
         raise RequestError(422, f"{name}: expected a list of numbers, got {type(data).__name__}")
     if state.ndim != 1 or not np.isfinite(state).all():
