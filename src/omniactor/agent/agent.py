@@ -349,17 +349,23 @@ class Agent:
             self.stats["dead_ends"] += constraint.dead_ends
         return inputs, state, constraint.finish(out), generated
 
+    def state_widths(self) -> dict[str, int]:
+        """``{domain: width}`` of the domains whose prompt carries the state input (an agent.json from
+        before widths per domain: its one state domain is as wide as the model's input)."""
+        widths = self.settings.state_widths
+        if 0 in widths.values():
+            if len(widths) > 1:
+                raise AgentError(f"state domains {list(widths)} without their widths; re-train the model")
+            widths = {d: int(self.model.omniactor_adapters["state"].state_dim) for d in widths}
+        return widths
+
     def _state_batch(self, requests: Sequence[tuple]) -> torch.Tensor | None:
         """``(B, S)`` state inputs: each row's state in its domain's place (``StateLayout``), zeros elsewhere."""
         from ..models.chat import StateLayout
 
-        widths = self.settings.state_widths
+        widths = self.state_widths()
         if not widths:
             return None
-        if 0 in widths.values():  # an agent.json from before widths per domain
-            if len(widths) > 1:
-                raise AgentError(f"state domains {list(widths)} without their widths; re-train the model")
-            widths = {d: int(self.model.omniactor_adapters["state"].state_dim) for d in widths}
         layout = StateLayout(widths)
         rows: list[list[float]] = []
         for request in requests:

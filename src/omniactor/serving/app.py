@@ -152,10 +152,7 @@ def build_app(agent: Any, config: ServeConfig) -> Any:
     store = SessionStore(config.max_sessions, config.session_idle_s)
     batcher = Batcher(agent, config.max_batch, config.max_wait_ms, on_batch=metrics.batch_size.observe,
                       max_queue=config.max_queue)
-    widths = dict(agent.settings.state_widths)
-    if 0 in widths.values() and getattr(agent.model, "omniactor_adapters", None) is not None:
-        # an agent.json from before widths per domain: one state domain, as wide as the model's input
-        widths = {d: int(agent.model.omniactor_adapters["state"].state_dim) for d in widths}
+    widths = agent.state_widths()
 
     def instruction_of(data: dict[str, Any]) -> str:
         instruction = field(data, "instruction", str)
