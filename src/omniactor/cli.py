@@ -131,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .evaluation.cli import add_eval_command
     from .evaluation.offline import add_eval_offline_command
     from .models.cli import add_model_commands
+    from .rl.cli import add_rl_command
     from .serving.cli import add_serve_command
     from .training.cli import add_train_command
 
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_commands(subparsers)
     add_eval_command(subparsers)
     add_eval_offline_command(subparsers)
+    add_rl_command(subparsers)
     add_analyze_commands(subparsers)
     add_serve_command(subparsers)
     add_demo_command(subparsers)

@@ -242,14 +242,16 @@ class Agent:
             set_state(self.model, state.to(device))
         return {k: v.to(device) for k, v in inputs.items()}, state
 
-    def _routed(self, domains: Sequence[str]) -> Any:
-        """The context that routes each row to its domain's experts (a no-op for a model without them)."""
+    def _routed(self, domains: Sequence[str], model: Any = None) -> Any:
+        """The context that routes each row of ``model`` (default: the agent's) to its domain's experts
+        (a no-op for a model without them)."""
         from contextlib import nullcontext
 
         from ..models.heterogeneity import heterogeneity_config, use_domains
 
-        routed = heterogeneity_config(self.model) is not None and hasattr(self.model, "omniactor_context")
-        return use_domains(self.model, list(domains)) if routed else nullcontext()
+        model = self.model if model is None else model
+        routed = heterogeneity_config(model) is not None and hasattr(model, "omniactor_context")
+        return use_domains(model, list(domains)) if routed else nullcontext()
 
     def head_actions(self, requests: Sequence[tuple],
                      generators: Sequence[torch.Generator | None] | None = None) -> list[Decoded]:

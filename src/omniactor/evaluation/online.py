@@ -135,7 +135,7 @@ def _worker_main(conn: Any, env_name: str, env_config: dict[str, Any]) -> None:
                     conn.send(("refused", f"{type(err).__name__}: {err}"))
                     continue
                 conn.send(("ok", (_portable(result.observation), result.terminated, result.truncated,
-                                  result.success)))
+                                  result.success, result.reward)))
             elif command == "expert":
                 keep_frames = args[2]
                 expert = make_expert(env_name, env)
@@ -443,9 +443,24 @@ class _Slot:
         return self.actions.hexdigest()[:16]
 
 
+class StepHooks:
+    """What a caller of the agent loop (``_run_agent``) sees besides the finished episodes: online RL
+    keeps each step's answer and reward. ``started`` is called again when a dead environment's
+    episode runs again from its seed (the steps before belong to no episode)."""
+
+    def started(self, job: Job) -> None:
+        pass
+
+    def stepped(self, job: Job, episode: Any, answer: Any, reward: float, terminated: bool, truncated: bool,
+                observation: Any) -> None:
+        pass
+
+
 def _run_agent(config: EvalConfig, agent: Any, domain: str, workers: list[EnvWorker], todo: deque,
-               recorder: Recorder) -> int:
-    """All running environments act through one batched ``Agent`` call per step."""
+               recorder: Recorder, hooks: StepHooks | None = None) -> int:
+    """All running environments act through one batched ``Agent`` call per step; ``hooks`` see
+    each step (an action the environment refuses ends the episode: terminated, reward 0)."""
+    hooks = hooks or StepHooks()
     restarts = 0
     attempts: dict[str, int] = {}
     slots: dict[int, _Slot] = {}
@@ -472,6 +487,7 @@ def _run_agent(config: EvalConfig, agent: Any, domain: str, workers: list[EnvWor
                 observation, max_steps = payload
                 # the episode samples from its own stream (task and seed): not from the batch it lands in
                 slot = _Slot(job, agent.start(observation.instruction, domain, seed=job.key), observation, max_steps)
+                hooks.started(job)
                 if recorder.wants_frames(job):
                     slot.frames.append(observation.image)
                 slots[w] = slot
@@ -498,11 +514,13 @@ def _run_agent(config: EvalConfig, agent: Any, domain: str, workers: list[EnvWor
             record = {"steps": slot.steps, "invalid": slot.invalid, "actions": slot.steps,
                       "instruction": slot.episode.instruction, "trajectory": slot.trajectory}
             if status == "refused":
+                hooks.stepped(slot.job, slot.episode, decided[active.index(w)], 0.0, True, False, slot.observation)
                 recorder.record(slot.job, {"success": False, "cause": "refused_action", "error": payload, **record},
                                 slot.frames)
                 del slots[w]
                 continue
-            observation, terminated, truncated, success = payload
+            observation, terminated, truncated, success, reward = payload
+            hooks.stepped(slot.job, slot.episode, decided[active.index(w)], reward, terminated, truncated, observation)
             slot.observation = observation
             if slot.frames:
                 slot.frames.append(observation.image)

@@ -191,6 +191,27 @@ def row_inputs(inputs: dict[str, torch.Tensor], row: int, images_per_row: Sequen
     return {k: v.detach().cpu() for k, v in out.items()}
 
 
+def batch_rows(rows: Sequence[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
+    """``row_inputs`` undone: unpadded rows back into one left-padded batch (the token-aligned
+    tensors padded on the left, ``pad_id`` for the ids and 0 elsewhere; the image tensors
+    concatenated in row order), as ``chat_inputs`` would have made it."""
+    import torch
+
+    length = max(int(row["input_ids"].shape[1]) for row in rows)
+    out: dict[str, torch.Tensor] = {}
+    for key in rows[0]:
+        values = [row[key] for row in rows]
+        aligned = values[0].dim() >= 2 and values[0].shape[0] == 1 and \
+            all(v.shape[1] == r["input_ids"].shape[1] for v, r in zip(values, rows))
+        if key in ("pixel_values", "image_grid_thw", "image_sizes") or not aligned:
+            out[key] = torch.cat(values, dim=0)
+            continue
+        fill = pad_id if key == "input_ids" else 0
+        out[key] = torch.cat([torch.cat([torch.full((1, length - v.shape[1], *v.shape[2:]), fill, dtype=v.dtype), v],
+                                        dim=1) for v in values], dim=0)
+    return out
+
+
 def extend_with_answer(inputs: dict[str, torch.Tensor], answer: torch.Tensor) -> dict[str, torch.Tensor]:
     """One row's prompt inputs with its answer ids ``(1, T)`` appended (mask 1, token type 0)."""
     import torch

@@ -45,28 +45,45 @@ class PolicyLoss:
     approx_kl: float
 
 
-def ppo_policy_loss(log_probs: torch.Tensor, old_log_probs: torch.Tensor, advantages: torch.Tensor,
-                    clip: float = 0.2) -> PolicyLoss:
-    """``-mean(min(r A, clip(r, 1 - clip, 1 + clip) A))`` with ``r = exp(log_probs - old_log_probs)``."""
+def clipped_surrogate(log_probs: torch.Tensor, old_log_probs: torch.Tensor, advantages: torch.Tensor,
+                      clip: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per step: ``-min(r A, clip(r, 1 - clip, 1 + clip) A)`` and the log-ratio ``log r`` (``(N,)`` each)."""
     log_ratio = log_probs - old_log_probs
     ratio = log_ratio.exp()
     unclipped = ratio * advantages
     clipped = ratio.clamp(1.0 - clip, 1.0 + clip) * advantages
-    loss = -torch.minimum(unclipped, clipped).mean()
+    return -torch.minimum(unclipped, clipped), log_ratio
+
+
+def ratio_statistics(log_ratio: torch.Tensor, clip: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per step: whether the ratio left the clip range (0/1) and the approximate KL ``(r - 1) - log r``."""
     with torch.no_grad():
-        clip_fraction = float(((ratio - 1.0).abs() > clip).float().mean())
-        approx_kl = float(((ratio - 1.0) - log_ratio).mean())
-    return PolicyLoss(loss, clip_fraction, approx_kl)
+        ratio = log_ratio.exp()
+        return ((ratio - 1.0).abs() > clip).float(), (ratio - 1.0) - log_ratio
+
+
+def ppo_policy_loss(log_probs: torch.Tensor, old_log_probs: torch.Tensor, advantages: torch.Tensor,
+                    clip: float = 0.2) -> PolicyLoss:
+    """``-mean(min(r A, clip(r, 1 - clip, 1 + clip) A))`` with ``r = exp(log_probs - old_log_probs)``."""
+    losses, log_ratio = clipped_surrogate(log_probs, old_log_probs, advantages, clip)
+    clipped, kl = ratio_statistics(log_ratio, clip)
+    return PolicyLoss(losses.mean(), float(clipped.mean()), float(kl.mean()))
+
+
+def value_errors(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
+                 clip: float | None = 0.2) -> torch.Tensor:
+    """Per step: ``0.5 * max((V - R)^2, (V_old + clip(V - V_old, -c, c) - R)^2)`` (no clipping: ``clip=None``)."""
+    unclipped = (values - returns) ** 2
+    if clip is None:
+        return 0.5 * unclipped
+    clipped = (old_values + (values - old_values).clamp(-clip, clip) - returns) ** 2
+    return 0.5 * torch.maximum(unclipped, clipped)
 
 
 def ppo_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
                    clip: float | None = 0.2) -> torch.Tensor:
-    """``0.5 * mean(max((V - R)^2, (V_old + clip(V - V_old, -c, c) - R)^2))`` (no clipping: ``clip=None``)."""
-    unclipped = (values - returns) ** 2
-    if clip is None:
-        return 0.5 * unclipped.mean()
-    clipped = (old_values + (values - old_values).clamp(-clip, clip) - returns) ** 2
-    return 0.5 * torch.maximum(unclipped, clipped).mean()
+    """The mean of ``value_errors``."""
+    return value_errors(values, old_values, returns, clip).mean()
 
 
 def grpo_advantages(outcomes: torch.Tensor, groups: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

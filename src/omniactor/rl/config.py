@@ -1,0 +1,180 @@
+"""The run configuration of ``omniactor rl``: one YAML file, ``key=value`` overrides.
+
+The same conventions as ``omniactor train`` (``training.config``): every key has a one-line
+help (``--list-keys``), an unknown key fails with a "did you mean", a value of the wrong type
+names the key and the type, and the resolved configuration is written beside the outputs
+(``config.yaml``). Per model domain, ``domains.<d>`` names the environment it acts in, its
+tasks and the seed split its rollouts use (``train`` or ``validation``); the evaluation before
+and after RL always uses ``test`` seeds, so the two never share an episode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..fileio import write_text_atomic
+from ..training.config import ConfigError, _build, _help_of, apply_overrides
+
+ALGORITHMS = ("ppo", "grpo")
+ROLLOUT_SPLITS = ("train", "validation")
+
+
+@dataclass
+class RolloutConfig:
+    """Where one model domain acts during RL."""
+
+    env: str = ""
+    """the environment (babyai, miniwob, metaworld, ...: `omniactor envs list`)"""
+    tasks: list[str] = field(default_factory=list)
+    """its tasks (levels); [] or [all]: every task of the environment"""
+    split: str = "train"
+    """the seed split rollouts draw from (train | validation); evaluation uses test"""
+    env_config: dict[str, Any] = field(default_factory=dict)
+    """the environment's settings (e.g. {state_format: onehot}, {image_size: 112, max_steps: 120})"""
+    episodes: int = 16
+    """rollout episodes per iteration (over all processes; with grpo: groups x group_size)"""
+    reward_scale: float = 1.0
+    """the environment's reward is multiplied by this (Meta-World's shaped reward reaches 10 a step)"""
+    eval_episodes: int = 20
+    """evaluation episodes per task before and after RL, on test seeds (0: no evaluation)"""
+    eval_decoding: dict[str, Any] = field(default_factory=dict)
+    """how evaluation acts (default greedy: a head's mode): e.g. {do_sample: true, seed: 0}"""
+
+
+@dataclass
+class RLConfig:
+    """Everything one RL run needs."""
+
+    init: str = ""
+    """the SFT agent to start from: a training run's final/ folder"""
+    output_dir: str = "outputs/rl"
+    """run folder: checkpoints, metrics.jsonl, TensorBoard, plots, evaluations, the final agent"""
+    domains: dict[str, RolloutConfig] = field(default_factory=dict)
+    """the model domains RL trains, each with its environment: {discrete: {env: babyai, tasks: [GoToLocal]}}"""
+    algorithm: str = "ppo"
+    """ppo (GAE, clipped policy and value losses, a value head) | grpo (group-normalised outcomes, no critic)"""
+    iterations: int = 10
+    """rollout + update rounds"""
+    workers: int = 2
+    """environment processes per domain (per process)"""
+    seed: int = 0
+    """seed of the rollout seeds, the sampling streams, the value heads and the minibatches"""
+    temperature: float = 1.0
+    """sampling temperature of the rollouts (continuous heads sample from their own Gaussian)"""
+    gamma: float = 0.99
+    """discount"""
+    lam: float = 0.95
+    """GAE's lambda"""
+    clip: float = 0.2
+    """PPO's ratio clip"""
+    value_clip: float | None = None
+    """clip of the value loss around the old values (null: unclipped)"""
+    value_coef: float = 0.5
+    """weight of the value loss"""
+    entropy_coef: float = 0.0
+    """weight of the entropy bonus"""
+    kl_coef: float = 0.0
+    """weight of the KL to the SFT policy (keeps a frozen copy of the starting model)"""
+    sft_coef: float = 0.0
+    """weight of the SFT loss on the demonstrations in sft_data (GEA: 0.1)"""
+    sft_data: list[str] = field(default_factory=list)
+    """dataset folders of demonstrations for the SFT term (the RL domains' records are used)"""
+    sft_batch_size: int = 8
+    """demonstration samples per minibatch for the SFT term"""
+    group_size: int = 4
+    """grpo: rollouts per task seed (each domain's episodes must be a multiple of it)"""
+    epochs: int = 2
+    """passes over each iteration's rollouts"""
+    minibatches: int = 2
+    """minibatches per pass (steps are assigned by a hash: the same split on any number of processes)"""
+    learning_rate: float = 1e-5
+    """AdamW learning rate of the policy's parameters"""
+    head_learning_rate: float | None = None
+    """learning rate of the action heads (None: learning_rate)"""
+    value_learning_rate: float = 1e-3
+    """learning rate of the value heads"""
+    value_warmup: int = 1
+    """iterations at the start that train only the value head (ppo)"""
+    max_grad_norm: float = 1.0
+    """gradient clipping of the policy's parameters (0: off)"""
+    train_shared: bool = False
+    """also train the shared layers (embeddings, the K shared decoder layers, vision, state and copy
+    modules); false: only the RL domains' own experts and heads, the other domains stay bit-identical"""
+    lora: dict[str, Any] | None = None
+    """PEFT LoRA on the trainable projections (e.g. {r: 16, alpha: 32}); null: full fine-tune"""
+    save_every: int = 1
+    """iterations between checkpoints (re-running the command resumes from the newest)"""
+    keep_checkpoints: int = 2
+    """how many of the newest checkpoints to keep"""
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ConfigError(f"algorithm: {self.algorithm!r} is not one of {list(ALGORITHMS)}")
+        for domain, rollout in self.domains.items():
+            where = f"domains.{domain}"
+            if not rollout.env:
+                raise ConfigError(f"{where}.env: give the environment this domain acts in (e.g. env: babyai)")
+            if rollout.split not in ROLLOUT_SPLITS:
+                raise ConfigError(f"{where}.split: {rollout.split!r} is not one of {list(ROLLOUT_SPLITS)} "
+                                  "(test seeds are kept for the evaluation)")
+            if rollout.episodes < 1:
+                raise ConfigError(f"{where}.episodes: at least 1 rollout episode per iteration")
+            if self.algorithm == "grpo" and rollout.episodes % self.group_size:
+                raise ConfigError(f"{where}.episodes: {rollout.episodes} is not a multiple of group_size="
+                                  f"{self.group_size} (grpo runs group_size rollouts per task seed)")
+        for key in ("iterations", "workers", "epochs", "minibatches", "group_size", "save_every", "keep_checkpoints"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key}: must be at least 1")
+        if self.sft_coef and not self.sft_data:
+            raise ConfigError("sft_coef > 0 needs sft_data: the demonstration folders (e.g. the SFT run's data)")
+
+
+def config_help() -> dict[str, str]:
+    """``{key: meaning}``, the domain block's keys as ``domains.<d>.<key>``."""
+    out = {}
+    for key, text in _help_of(RLConfig).items():
+        out[key] = text
+        if key == "domains":
+            out.update({f"domains.<d>.{k}": v for k, v in _help_of(RolloutConfig).items()})
+    return out
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> RLConfig:
+    """The config of a YAML file with ``key=value`` overrides applied (dotted keys for nested values)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path}: not a valid YAML config: {err}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a config file holds a mapping of keys to values")
+    data = apply_overrides(data, list(overrides))
+    where = str(path) if path else "config"
+    domains = data.pop("domains", None) or {}
+    if not isinstance(domains, dict):
+        raise ConfigError(f"{where}.domains: a mapping of model domains to their environments, e.g. "
+                          "{discrete: {env: babyai, tasks: [GoToLocal]}}")
+    blocks = {str(d): _build(RolloutConfig, v, f"{where}.domains.{d}") for d, v in domains.items()}
+    config = _build(RLConfig, {**data, "domains": {}}, where)
+    config.domains = blocks
+    config.__post_init__()
+    if not config.init:
+        raise ConfigError(f"{where}.init: give the SFT agent to start from (a training run's final/ folder)")
+    if not config.domains:
+        raise ConfigError(f"{where}.domains: name at least one domain and its environment, e.g. "
+                          "domains.discrete.env=babyai")
+    return config
+
+
+def to_plain(config: RLConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def save_config(config: RLConfig, path: str | Path) -> None:
+    write_text_atomic(path, yaml.safe_dump(to_plain(config), sort_keys=False))

@@ -1,0 +1,404 @@
+"""The update of one iteration: PPO or GRPO on its rollouts, over any number of processes.
+
+``Learner.update(batches, iteration)``:
+
+1. **Scoring** (``score``): each recorded act is scored again from exactly what it saw and
+   produced (``ActRecord``: the prompt's tokens and images, the answer's ids or the head's
+   value). Head domains (regression, classification) take one forward pass per chunk of
+   rows, answers one pass per answer with the constraint's recorded masks
+   (``TokenSequence``). The final hidden state at the answer position feeds the value head.
+2. **Advantages**: PPO runs GAE on the environment's rewards with a value head per domain
+   (``models.adapters.ValueHead``, on the detached hidden state and the standardised state;
+   a truncated episode bootstraps from the value of the state it reached), normalised over
+   all processes' steps. GRPO normalises each episode's return within its group (the
+   ``group_size`` rollouts of one task seed) and needs no critic.
+3. **Epochs of minibatches**: each step lands in a minibatch by a hash of (seed, iteration,
+   epoch, episode, step), so the partition is the same on one process or several. Each
+   minibatch's losses are summed and divided by its step count over all processes, the
+   gradients summed over processes (``all_reduce``), clipped, and applied: N processes
+   compute what one computes on the same rollouts, up to the order of float sums.
+
+The loss: clipped surrogate − ``entropy_coef`` × entropy + ``value_coef`` × value error
+(+ ``kl_coef`` × KL to the starting policy, + ``sft_coef`` × the SFT loss on demonstrations).
+During the first ``value_warmup`` iterations only the value heads learn.
+
+What is trained (``trainable_parameters``): by default only the RL domains' own parameters
+(their experts in the OmniActor model, their action heads, the image pointer of a pointer
+domain); every other parameter is frozen, so the other domains stay bit-identical.
+``train_shared`` adds the shared ones (never another domain's experts or heads).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..action_adapters import ActRecord
+from ..errors import OmniactorError
+from ..models.adapters import HEAD_PREFIXES, ValueHead, model_adapters
+from .algorithms import clipped_surrogate, gae, grpo_advantages, ratio_statistics, value_errors
+from .config import RLConfig
+from .rollout import RolloutBatch, Trajectory
+
+#: head rows scored in one forward pass
+HEAD_CHUNK = 16
+
+
+class RLError(OmniactorError, RuntimeError):
+    """RL cannot run as configured (the message says what to change)."""
+
+
+def owned_by(name: str, domain: str, pointer_domain: str | None) -> bool:
+    """Whether parameter ``name`` belongs to ``domain`` alone: its experts, its action head, the
+    image pointer when ``domain`` is the pointer domain."""
+    if f".experts.{domain}." in name:
+        return True
+    if any(f"omniactor_adapters.{prefix}{domain}." in name for prefix in HEAD_PREFIXES):
+        return True
+    return pointer_domain == domain and "omniactor_adapters.pointer." in name
+
+
+def trainable_parameters(model: nn.Module, domains: Sequence[str], all_domains: Sequence[str],
+                         pointer_domain: str | None, train_shared: bool) -> dict[str, nn.Parameter]:
+    """The parameters RL updates (see the module docstring); every other one gets ``requires_grad=False``."""
+    others = [d for d in all_domains if d not in domains]
+    chosen = {}
+    for name, parameter in model.named_parameters():
+        mine = any(owned_by(name, d, pointer_domain) for d in domains)
+        theirs = any(owned_by(name, d, pointer_domain) for d in others)
+        shared = not mine and not theirs and not any(owned_by(name, d, pointer_domain) for d in all_domains)
+        keep = mine or (train_shared and shared)
+        parameter.requires_grad_(keep)
+        if keep:
+            chosen[name] = parameter
+    experts = [n for n in chosen if ".experts." in n]
+    if not experts and not train_shared:
+        raise RLError(f"the model has no experts of its own for {list(domains)} (a dense model?): only their action "
+                      "heads would learn; set train_shared: true to train the shared layers")
+    return chosen
+
+
+class Collective:
+    """Sums over the processes of an Accelerate run (one process: the identity)."""
+
+    def __init__(self, accelerator: Any = None):
+        self.accelerator = accelerator
+        self.world = accelerator.num_processes if accelerator is not None else 1
+        self.rank = accelerator.process_index if accelerator is not None else 0
+
+    def sum(self, values: torch.Tensor) -> torch.Tensor:
+        if self.world == 1:
+            return values
+        return self.accelerator.reduce(values.clone(), reduction="sum")
+
+    def sum_gradients(self, parameters: Sequence[nn.Parameter]) -> None:
+        if self.world == 1:
+            return
+        import torch.distributed as dist
+
+        for parameter in parameters:
+            if parameter.grad is None:
+                parameter.grad = torch.zeros_like(parameter)
+            dist.all_reduce(parameter.grad, op=dist.ReduceOp.SUM)
+
+
+@dataclass
+class Scored:
+    log_probs: torch.Tensor  # (N,)
+    entropies: torch.Tensor  # (N,)
+    hidden: torch.Tensor  # (N, H): the final hidden state at the answer position
+
+
+@dataclass
+class _Item:
+    """One step in the update: its record and, once computed, its targets."""
+
+    record: ActRecord
+    key: str
+    index: int
+    old_log_prob: float
+    advantage: float = 0.0
+    value_return: float = 0.0
+    old_value: float = 0.0
+    reference_log_prob: float = 0.0
+
+
+class Learner:
+    def __init__(self, agent: Any, config: RLConfig, parameters: dict[str, nn.Parameter],
+                 collective: Collective | None = None, reference: nn.Module | None = None):
+        self.agent, self.model, self.config = agent, agent.model, config
+        self.collective = collective or Collective()
+        self.reference = reference
+        self.parameters = parameters
+        self.device = next(self.model.parameters()).device
+        heads = [p for n, p in parameters.items() if "omniactor_adapters." in n]
+        rest = [p for n, p in parameters.items() if "omniactor_adapters." not in n]
+        groups = [{"params": rest}] + ([{"params": heads, "lr": config.head_learning_rate or config.learning_rate}]
+                                       if heads else [])
+        self.optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=0.0)
+        self.value_heads: nn.ModuleDict | None = None
+        self.value_optimizer = None
+        if config.algorithm == "ppo":
+            hidden = self.model.get_input_embeddings().weight.shape[1]
+            state_width = self._state_width()
+            generator_state = torch.random.get_rng_state()
+            torch.manual_seed(config.seed)  # the value heads' init does not depend on what ran before
+            self.value_heads = nn.ModuleDict({d: ValueHead(hidden, state_dim=state_width) for d in config.domains})
+            torch.random.set_rng_state(generator_state)
+            self.value_heads.to(self.device)
+            self.value_optimizer = torch.optim.AdamW(self.value_heads.parameters(), lr=config.value_learning_rate,
+                                                     weight_decay=0.0)
+        self.demonstrations = None
+        if config.sft_coef:
+            from .demonstrations import Demonstrations
+
+            self.demonstrations = Demonstrations(agent, config)
+
+    def _state_width(self) -> int:
+        try:
+            return int(model_adapters(self.model)["state"].state_dim)
+        except (ValueError, KeyError):
+            return 0
+
+    # -- scoring ---------------------------------------------------------------------------
+    def score(self, records: Sequence[ActRecord], grad: bool, model: nn.Module | None = None) -> Scored:
+        """Log-probability of each record's action under the current policy (or ``model``'s), its
+        entropy, and the hidden state the value head reads; one domain per call."""
+        model = self.model if model is None else model
+        domain = records[0].domain
+        adapter = self.agent.adapters[domain]
+        context = torch.enable_grad() if grad else torch.no_grad()
+        with context, self.agent._routed([domain] * len(records), model):
+            if adapter.writes_answer:
+                return self._score_answers(model, adapter, records)
+            return self._score_heads(model, adapter, records)
+
+    def _score_heads(self, model: nn.Module, adapter: Any, records: Sequence[ActRecord]) -> Scored:
+        from ..models.adapters import set_state
+        from ..models.chat import batch_rows
+
+        inputs = batch_rows([r.inputs for r in records], self.agent.tokenizer.pad_token_id)
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        state = torch.cat([r.state for r in records]).to(self.device) if records[0].state is not None else None
+        if state is not None:
+            set_state(model, state)
+        final = model(**inputs, output_hidden_states=True).hidden_states[-1][:, -1]
+        distribution = adapter.distribution(model, final, state, self.config.temperature)
+        values = torch.stack([r.value for r in records]).to(self.device)
+        return Scored(distribution.log_prob(values), distribution.entropy(), final)
+
+    def _score_answers(self, model: nn.Module, adapter: Any, records: Sequence[ActRecord]) -> Scored:
+        from ..models.adapters import set_state
+        from ..models.chat import extend_with_answer
+
+        log_probs, entropies, hidden = [], [], []
+        for record in records:
+            inputs = {k: v.to(self.device) for k, v in record.inputs.items()}
+            if record.state is not None:
+                set_state(model, record.state.to(self.device))
+            prompt_length = inputs["input_ids"].shape[1]
+            answer = torch.tensor([record.ids], dtype=torch.long, device=self.device)
+            out = model(**extend_with_answer(inputs, answer), output_hidden_states=True)
+            logits = out.logits[:, prompt_length - 1: prompt_length - 1 + answer.shape[1]]
+            distribution = adapter.distribution(logits.float(), [record.ids], self.agent.grammar(record.domain))
+            log_probs.append(distribution.log_prob(answer))
+            entropies.append(distribution.entropy())
+            hidden.append(out.hidden_states[-1][:, prompt_length - 1])
+        return Scored(torch.cat(log_probs), torch.cat(entropies), torch.cat(hidden))
+
+    def values(self, domain: str, hidden: torch.Tensor, states: torch.Tensor | None) -> torch.Tensor:
+        """The value head's estimate ``(N,)`` from the detached hidden states (and the standardised state)."""
+        assert self.value_heads is not None
+        inputs = hidden.detach().float()
+        head = self.value_heads[domain]
+        if head.state_dim:
+            standardised = model_adapters(self.model)["state"].standardise(
+                states.to(self.device) if states is not None else torch.zeros(len(inputs), head.state_dim))
+            inputs = torch.cat([inputs, standardised], dim=-1)
+        return head(inputs)
+
+    def _bootstrap_value(self, trajectory: Trajectory) -> float:
+        """The value of the state a truncated episode reached (its prompt built as the agent would)."""
+        with torch.no_grad(), self.agent._routed([trajectory.domain]):
+            inputs, state = self.agent._inputs([trajectory.bootstrap])
+            final = self.model(**inputs, output_hidden_states=True).hidden_states[-1][:, -1]
+            return float(self.values(trajectory.domain, final, state)[0])
+
+    def _chunks(self, items: Sequence[_Item]) -> list[list[_Item]]:
+        size = HEAD_CHUNK if not self.agent.adapters[items[0].record.domain].writes_answer else 4
+        return [list(items[i:i + size]) for i in range(0, len(items), size)]
+
+    # -- advantages ------------------------------------------------------------------------
+    def _prepare(self, batch: RolloutBatch) -> list[_Item]:
+        """The domain's steps with their old values (PPO), reference log-probs (KL), advantages and returns."""
+        items = [_Item(s.record, t.job.key, s.index, s.record.log_prob) for t in batch.trajectories for s in t.steps]
+        if not items:
+            return items
+        if self.value_heads is not None or self.reference is not None:
+            for chunk in self._chunks(items):
+                records = [i.record for i in chunk]
+                if self.value_heads is not None:
+                    scored = self.score(records, grad=False)
+                    states = torch.cat([r.state for r in records]) if records[0].state is not None else None
+                    for item, value in zip(chunk, self.values(batch.domain, scored.hidden, states).tolist()):
+                        item.old_value = value
+                if self.reference is not None:
+                    reference = self.score(records, grad=False, model=self.reference)
+                    for item, value in zip(chunk, reference.log_probs.tolist()):
+                        item.reference_log_prob = value
+        position = 0
+        if self.config.algorithm == "ppo":
+            for trajectory in batch.trajectories:
+                mine = items[position:position + len(trajectory.steps)]
+                position += len(trajectory.steps)
+                values = torch.tensor([i.old_value for i in mine])
+                following = torch.cat([values[1:], torch.zeros(1)])
+                if trajectory.bootstrap is not None:
+                    following[-1] = self._bootstrap_value(trajectory)
+                advantages, returns = gae(torch.tensor([s.reward for s in trajectory.steps]), values, following,
+                                          torch.tensor([s.terminated for s in trajectory.steps]),
+                                          torch.tensor([s.truncated for s in trajectory.steps]),
+                                          self.config.gamma, self.config.lam)
+                for item, advantage, value_return in zip(mine, advantages.tolist(), returns.tolist()):
+                    item.advantage, item.value_return = advantage, value_return
+        else:
+            outcomes = torch.tensor([t.episode_return for t in batch.trajectories])
+            groups = torch.tensor([t.job.group for t in batch.trajectories])
+            for trajectory, advantage in zip(batch.trajectories, grpo_advantages(outcomes, groups).tolist()):
+                for item in items[position:position + len(trajectory.steps)]:
+                    item.advantage = advantage
+                position += len(trajectory.steps)
+        return items
+
+    def _normalise(self, items: list[_Item]) -> None:
+        """PPO's advantages to mean 0, std 1 over every process's steps."""
+        advantages = torch.tensor([i.advantage for i in items], dtype=torch.float64)
+        totals = self.collective.sum(torch.stack([advantages.sum(), (advantages ** 2).sum(),
+                                                  torch.tensor(float(len(items)), dtype=torch.float64)]))
+        count = max(float(totals[2]), 1.0)
+        mean = float(totals[0]) / count
+        std = math.sqrt(max(float(totals[1]) / count - mean ** 2, 0.0))
+        for item in items:
+            item.advantage = (item.advantage - mean) / (std + 1e-8)
+
+    def minibatch_of(self, iteration: int, epoch: int, item: _Item) -> int:
+        digest = hashlib.sha256(f"{self.config.seed}/{iteration}/{epoch}/{item.key}/{item.index}".encode()).digest()
+        return int.from_bytes(digest[:8], "little") % self.config.minibatches
+
+    # -- the update ------------------------------------------------------------------------
+    def update(self, batches: Sequence[RolloutBatch], iteration: int) -> dict[str, float]:
+        """Advantages, then ``epochs`` x ``minibatches`` optimizer steps; returns the statistics."""
+        config = self.config
+        prepared = {b.domain: self._prepare(b) for b in batches}
+        if config.algorithm == "ppo":
+            self._normalise([i for items in prepared.values() for i in items])
+        warming = config.algorithm == "ppo" and iteration < config.value_warmup
+        sums: dict[str, float] = {}
+        self.model.train(False)  # no dropout: the scores must match the rollouts'
+        for epoch in range(config.epochs):
+            for minibatch in range(config.minibatches):
+                members = {d: [i for i in items if self.minibatch_of(iteration, epoch, i) == minibatch]
+                           for d, items in prepared.items()}
+                local = sum(len(m) for m in members.values())
+                total = float(self.collective.sum(torch.tensor(float(local)))) if self.collective.world > 1 else local
+                if total == 0:
+                    continue
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.value_optimizer is not None:
+                    self.value_optimizer.zero_grad(set_to_none=True)
+                for domain, chosen in members.items():
+                    for chunk in (self._chunks(chosen) if chosen else []):
+                        self._backward(domain, chunk, total, warming, sums)
+                if self.demonstrations is not None and not warming:
+                    sums["sft_loss"] = sums.get("sft_loss", 0.0) + self.demonstrations.backward(
+                        config.sft_coef, iteration, epoch, minibatch, self.collective.world)
+                    sums["sft_batches"] = sums.get("sft_batches", 0.0) + 1
+                self._step(warming)
+        return self._statistics(prepared, sums)
+
+    def _backward(self, domain: str, chunk: list[_Item], total: float, warming: bool, sums: dict[str, float]) -> None:
+        config = self.config
+        records = [i.record for i in chunk]
+        scored = self.score(records, grad=not warming)
+        old = torch.tensor([i.old_log_prob for i in chunk], device=self.device)
+        advantages = torch.tensor([i.advantage for i in chunk], device=self.device)
+        losses, log_ratio = clipped_surrogate(scored.log_probs, old, advantages, config.clip)
+        clipped, approx_kl = ratio_statistics(log_ratio, config.clip)
+        loss = torch.zeros((), device=self.device)
+        if not warming:
+            loss = loss + losses.sum() - config.entropy_coef * scored.entropies.sum()
+            if self.reference is not None:
+                reference = torch.tensor([i.reference_log_prob for i in chunk], device=self.device)
+                delta = reference - scored.log_probs  # k3: exp(d) - d - 1 >= 0, the KL to the starting policy
+                kl = delta.exp() - delta - 1.0
+                loss = loss + config.kl_coef * kl.sum()
+                sums["kl_to_start"] = sums.get("kl_to_start", 0.0) + float(kl.detach().sum())
+        if self.value_heads is not None:
+            states = torch.cat([r.state for r in records]) if records[0].state is not None else None
+            values = self.values(domain, scored.hidden, states)
+            errors = value_errors(values, torch.tensor([i.old_value for i in chunk], device=self.device),
+                                  torch.tensor([i.value_return for i in chunk], device=self.device), config.value_clip)
+            loss = loss + config.value_coef * errors.sum()
+            sums["value_loss"] = sums.get("value_loss", 0.0) + float(errors.detach().sum())
+        if loss.requires_grad:
+            (loss / total).backward()
+        sums["policy_loss"] = sums.get("policy_loss", 0.0) + float(losses.detach().sum())
+        sums["entropy"] = sums.get("entropy", 0.0) + float(scored.entropies.detach().sum())
+        sums["clip_fraction"] = sums.get("clip_fraction", 0.0) + float(clipped.sum())
+        sums["approx_kl"] = sums.get("approx_kl", 0.0) + float(approx_kl.sum())
+        sums["scored"] = sums.get("scored", 0.0) + len(chunk)
+
+    def _step(self, warming: bool) -> None:
+        policy = list(self.parameters.values())
+        value = list(self.value_heads.parameters()) if self.value_heads is not None else []
+        self.collective.sum_gradients(value + ([] if warming else policy))
+        if not warming:
+            if self.config.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(policy, self.config.max_grad_norm)
+            self.optimizer.step()
+        if self.value_optimizer is not None:
+            self.value_optimizer.step()
+
+    def _statistics(self, prepared: dict[str, list[_Item]], sums: dict[str, float]) -> dict[str, float]:
+        """Means over every process's scored steps; the explained variance of the old values."""
+        keys = sorted(sums)
+        totals = self.collective.sum(torch.tensor([sums[k] for k in keys], dtype=torch.float64)).tolist() \
+            if keys else []
+        summed = dict(zip(keys, totals))
+        scored = max(summed.pop("scored", 0.0), 1.0)
+        sft_batches = max(summed.pop("sft_batches", 0.0), 1.0)
+        out = {k: (v / sft_batches if k == "sft_loss" else v / scored) for k, v in summed.items()}
+        if self.value_heads is not None:
+            items = [i for items in prepared.values() for i in items]
+            returns = torch.tensor([i.value_return for i in items], dtype=torch.float64)
+            values = torch.tensor([i.old_value for i in items], dtype=torch.float64)
+            moments = self.collective.sum(torch.stack([returns.sum(), (returns ** 2).sum(), (returns - values).sum(),
+                                                       ((returns - values) ** 2).sum(),
+                                                       torch.tensor(float(len(items)), dtype=torch.float64)]))
+            n = max(float(moments[4]), 1.0)
+            variance = float(moments[1]) / n - (float(moments[0]) / n) ** 2
+            residual = float(moments[3]) / n - (float(moments[2]) / n) ** 2
+            out["explained_variance"] = 1.0 - residual / variance if variance > 1e-12 else float("nan")
+        return out
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"parameters": {n: p.detach().cpu().clone() for n, p in self.parameters.items()},
+                "optimizer": self.optimizer.state_dict(),
+                "value_heads": self.value_heads.state_dict() if self.value_heads is not None else None,
+                "value_optimizer": self.value_optimizer.state_dict() if self.value_optimizer is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            for name, parameter in self.parameters.items():
+                parameter.copy_(state["parameters"][name])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.value_heads is not None:
+            self.value_heads.load_state_dict(state["value_heads"])
+            self.value_optimizer.load_state_dict(state["value_optimizer"])
