@@ -317,7 +317,7 @@ class Learner:
                         self._backward(domain, chunk, total, warming, sums)
                 if self.demonstrations is not None and not warming:
                     sums["sft_loss"] = sums.get("sft_loss", 0.0) + self.demonstrations.backward(
-                        config.sft_coef, iteration, epoch, minibatch, self.collective.world)
+                        config.sft_coef, iteration, epoch, minibatch, self.collective.world, self.collective.rank)
                     sums["sft_batches"] = sums.get("sft_batches", 0.0) + 1
                 self._step(warming)
         return self._statistics(prepared, sums)
