@@ -174,7 +174,8 @@ class Learner:
         domain = records[0].domain
         adapter = self.agent.adapters[domain]
         context = torch.enable_grad() if grad else torch.no_grad()
-        with context, self.agent._routed([domain] * len(records), model):
+        rows = 1 if adapter.writes_answer else len(records)  # answers: one forward pass each
+        with context, self.agent._routed([domain] * rows, model):
             if adapter.writes_answer:
                 return self._score_answers(model, adapter, records)
             return self._score_heads(model, adapter, records)
