@@ -1,0 +1,127 @@
+"""``omniactor rl`` end to end in real BabyAI: outputs, isolation of the other domains, the
+config's errors, and a run killed mid-way that resumes to the parameters of a straight run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from omniactor.models.checkpoint import read_state_dict
+from omniactor.rl.config import load_config
+from omniactor.training.config import ConfigError
+
+from ..envs.conftest import require
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def settings(checkpoint, out, **extra):
+    values = {"init": str(checkpoint), "output_dir": str(out), "iterations": 2, "workers": 1, "epochs": 1,
+              "minibatches": 2, "learning_rate": 1e-3, "value_warmup": 0, "domains.discrete.env": "babyai",
+              "domains.discrete.tasks": "[GoToRedBall]", "domains.discrete.episodes": 2,
+              "domains.discrete.env_config": "{max_steps: 6}", "domains.discrete.eval_episodes": 0}
+    values.update(extra)
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+def test_a_run_writes_its_outputs_and_leaves_the_other_domains_bit_identical(tmp_path, trained_checkpoint):
+    require("babyai")
+    from omniactor.rl.loop import run
+
+    checkpoint, _ = trained_checkpoint
+    config = load_config(None, settings(checkpoint, tmp_path / "rl", **{"domains.discrete.eval_episodes": 1}))
+    result = run(config, progress=False)
+    out = tmp_path / "rl"
+    for name in ("config.yaml", "metrics.jsonl", "report.md", "results.json", "rl.png", "final/agent.json",
+                 "eval/before/discrete/results.json", "eval/after/discrete/results.json",
+                 "rollouts/iter-000001/discrete/episodes.jsonl"):
+        assert (out / name).exists(), name
+    assert (out / "tensorboard").is_dir() and len(list(out.glob("checkpoint-*"))) == 2
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iteration"] for m in metrics] == [0, 1]
+    for key in ("success/discrete", "return/discrete", "episode_length/discrete", "policy_loss", "value_loss",
+                "entropy", "approx_kl", "clip_fraction", "explained_variance", "rollout_s", "update_s"):
+        assert key in metrics[0], key
+    assert metrics[0]["episodes/discrete"] == 2
+    assert result["domains"]["discrete"]["before"]["episodes"] == 1
+    before, after = read_state_dict(checkpoint), read_state_dict(out / "final")
+    changed = [n for n in before if not torch.equal(before[n], after[n])]
+    assert changed and all(".experts.discrete." in n for n in changed), changed[:5]
+
+
+def test_the_config_refuses_what_cannot_run(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="split.*test seeds are kept"):
+        load_config(None, ["init=x", "domains.discrete.env=babyai", "domains.discrete.split=test"])
+    with pytest.raises(ConfigError, match="did you mean 'episodes'"):
+        load_config(None, ["init=x", "domains.discrete.env=babyai", "domains.discrete.episode=3"])
+    with pytest.raises(ConfigError, match="multiple of group_size"):
+        load_config(None, ["init=x", "algorithm=grpo", "group_size=4", "domains.discrete.env=babyai",
+                           "domains.discrete.episodes=6"])
+    with pytest.raises(ConfigError, match="algorithm"):
+        load_config(None, ["init=x", "algorithm=a2c", "domains.discrete.env=babyai"])
+    with pytest.raises(ConfigError, match="init"):
+        load_config(None, ["domains.discrete.env=babyai"])
+    with pytest.raises(ConfigError, match="sft_data"):
+        load_config(None, ["init=x", "sft_coef=0.1", "domains.discrete.env=babyai"])
+    with pytest.raises(ConfigError, match="learning_rate.*number"):
+        load_config(None, ["init=x", "learning_rate=fast", "domains.discrete.env=babyai"])
+    from omniactor.cli import main
+
+    assert main(["rl", "--list-keys"]) == 0
+    listed = capsys.readouterr().out
+    assert "domains.<d>.env" in listed and "sft_coef" in listed and "train_shared" in listed
+
+
+def run_cli(overrides):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "omniactor.rl.cli", "--no-progress", *overrides], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_a_run_killed_mid_way_resumes_to_the_parameters_of_a_straight_run(tmp_path, trained_checkpoint):
+    require("babyai")
+    checkpoint, _ = trained_checkpoint
+    extra = {"iterations": 3}
+    straight = run_cli(settings(checkpoint, tmp_path / "straight", **extra))
+    assert straight.wait(timeout=600) == 0, straight.stdout.read()
+
+    victim = run_cli(settings(checkpoint, tmp_path / "killed", **extra))
+    deadline = time.time() + 600
+    while not list((tmp_path / "killed").glob("checkpoint-000001")) and time.time() < deadline:
+        time.sleep(0.1)
+        assert victim.poll() is None, victim.stdout.read()
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert not (tmp_path / "killed" / "final").exists()
+    resumed = run_cli(settings(checkpoint, tmp_path / "killed", **extra))
+    output = resumed.stdout.read()
+    assert resumed.wait(timeout=600) == 0, output
+    assert "resuming from" in output
+    a, b = read_state_dict(tmp_path / "straight" / "final"), read_state_dict(tmp_path / "killed" / "final")
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    lines = [json.loads(line) for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iteration"] for m in lines] == [0, 1, 2]  # an iteration run twice is recorded once
+    same = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["return/discrete"] for m in lines] == [m["return/discrete"] for m in same]
+
+
+def test_a_resumed_run_with_other_settings_is_refused(tmp_path, trained_checkpoint):
+    from omniactor.rl.config import save_config
+    from omniactor.rl.loop import RLError, check_same_run
+
+    checkpoint, _ = trained_checkpoint
+    out = tmp_path / "rl"
+    out.mkdir()
+    save_config(load_config(None, settings(checkpoint, out)), out / "config.yaml")
+    check_same_run(out, load_config(None, settings(checkpoint, out, iterations=9)))  # more iterations: fine
+    with pytest.raises(RLError, match="other settings \\(learning_rate\\)"):
+        check_same_run(out, load_config(None, settings(checkpoint, out, learning_rate=0.5)))
