@@ -74,8 +74,8 @@ class RLConfig:
     """PPO's ratio clip"""
     value_clip: float | None = None
     """clip of the value loss around the old values (null: unclipped)"""
-    value_coef: float = 0.5
-    """weight of the value loss"""
+    value_epochs: int = 10
+    """passes of the value heads over each iteration's steps (on features computed once: cheap)"""
     entropy_coef: float = 0.0
     """weight of the entropy bonus"""
     kl_coef: float = 0.0
@@ -127,7 +127,7 @@ class RLConfig:
             if self.algorithm == "grpo" and rollout.episodes % self.group_size:
                 raise ConfigError(f"{where}.episodes: {rollout.episodes} is not a multiple of group_size="
                                   f"{self.group_size} (grpo runs group_size rollouts per task seed)")
-        for key in ("iterations", "workers", "epochs", "minibatches", "group_size", "save_every", "keep_checkpoints"):
+        for key in ("iterations", "workers", "epochs", "value_epochs", "minibatches", "group_size", "save_every", "keep_checkpoints"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}: must be at least 1")
         if self.sft_coef and not self.sft_data:

@@ -18,9 +18,11 @@
    gradients summed over processes (``all_reduce``), clipped, and applied: N processes
    compute what one computes on the same rollouts, up to the order of float sums.
 
-The loss: clipped surrogate − ``entropy_coef`` × entropy + ``value_coef`` × value error
-(+ ``kl_coef`` × KL to the starting policy, + ``sft_coef`` × the SFT loss on demonstrations).
-During the first ``value_warmup`` iterations only the value heads learn.
+The policy's loss: clipped surrogate − ``entropy_coef`` × entropy (+ ``kl_coef`` × KL to the
+starting policy, + ``sft_coef`` × the SFT loss on demonstrations). The critic reads detached
+features, so it learns apart from the policy: on the features the scoring pass computed
+before the update (cached: no second forward pass), ``value_epochs`` passes of the clipped
+value loss. During the first ``value_warmup`` iterations only the value heads learn.
 
 What is trained (``trainable_parameters``): by default only the RL domains' own parameters
 (their experts in the OmniActor model, their action heads, the image pointer of a pointer
@@ -127,6 +129,7 @@ class _Item:
     value_return: float = 0.0
     old_value: float = 0.0
     reference_log_prob: float = 0.0
+    features: torch.Tensor | None = None  # the value head's input, from the scoring pass before the update
 
 
 class Learner:
@@ -213,23 +216,23 @@ class Learner:
             hidden.append(out.hidden_states[-1][:, prompt_length - 1])
         return Scored(torch.cat(log_probs), torch.cat(entropies), torch.cat(hidden))
 
-    def values(self, domain: str, hidden: torch.Tensor, states: torch.Tensor | None) -> torch.Tensor:
-        """The value head's estimate ``(N,)`` from the detached hidden states (and the standardised state)."""
+    def value_features(self, domain: str, hidden: torch.Tensor, states: torch.Tensor | None) -> torch.Tensor:
+        """The value head's input: the detached hidden states (and the standardised state)."""
         assert self.value_heads is not None
-        inputs = hidden.detach().float()
+        features = hidden.detach().float()
         head = self.value_heads[domain]
         if head.state_dim:
             standardised = model_adapters(self.model)["state"].standardise(
-                states.to(self.device) if states is not None else torch.zeros(len(inputs), head.state_dim))
-            inputs = torch.cat([inputs, standardised], dim=-1)
-        return head(inputs)
+                states.to(self.device) if states is not None else torch.zeros(len(features), head.state_dim))
+            features = torch.cat([features, standardised.detach()], dim=-1)
+        return features
 
     def _bootstrap_value(self, trajectory: Trajectory) -> float:
         """The value of the state a truncated episode reached (its prompt built as the agent would)."""
         with torch.no_grad(), self.agent._routed([trajectory.domain]):
             inputs, state = self.agent._inputs([trajectory.bootstrap])
             final = self.model(**inputs, output_hidden_states=True).hidden_states[-1][:, -1]
-            return float(self.values(trajectory.domain, final, state)[0])
+            return float(self.value_heads[trajectory.domain](self.value_features(trajectory.domain, final, state))[0])
 
     def _chunks(self, items: Sequence[_Item]) -> list[list[_Item]]:
         size = HEAD_CHUNK if not self.agent.adapters[items[0].record.domain].writes_answer else 4
@@ -247,8 +250,11 @@ class Learner:
                 if self.value_heads is not None:
                     scored = self.score(records, grad=False)
                     states = torch.cat([r.state for r in records]) if records[0].state is not None else None
-                    for item, value in zip(chunk, self.values(batch.domain, scored.hidden, states).tolist()):
-                        item.old_value = value
+                    features = self.value_features(batch.domain, scored.hidden, states)
+                    with torch.no_grad():
+                        values = self.value_heads[batch.domain](features).tolist()
+                    for item, value, row in zip(chunk, values, features):
+                        item.old_value, item.features = value, row
                 if self.reference is not None:
                     reference = self.score(records, grad=False, model=self.reference)
                     for item, value in zip(chunk, reference.log_probs.tolist()):
@@ -301,70 +307,82 @@ class Learner:
             self._normalise([i for items in prepared.values() for i in items])
         warming = config.algorithm == "ppo" and iteration < config.value_warmup
         sums: dict[str, float] = {}
+        if self.value_heads is not None:
+            self._update_values(prepared, iteration, sums)
         self.model.train(False)  # no dropout: the scores must match the rollouts'
-        for epoch in range(config.epochs):
+        for epoch in range(0 if warming else config.epochs):
             for minibatch in range(config.minibatches):
                 members = {d: [i for i in items if self.minibatch_of(iteration, epoch, i) == minibatch]
                            for d, items in prepared.items()}
-                local = sum(len(m) for m in members.values())
-                total = float(self.collective.sum(torch.tensor(float(local)))) if self.collective.world > 1 else local
+                total = self._global_count(sum(len(m) for m in members.values()))
                 if total == 0:
                     continue
                 self.optimizer.zero_grad(set_to_none=True)
-                if self.value_optimizer is not None:
-                    self.value_optimizer.zero_grad(set_to_none=True)
-                for domain, chosen in members.items():
+                for chosen in members.values():
                     for chunk in (self._chunks(chosen) if chosen else []):
-                        self._backward(domain, chunk, total, warming, sums)
-                if self.demonstrations is not None and not warming:
+                        self._backward(chunk, total, sums)
+                if self.demonstrations is not None:
                     sums["sft_loss"] = sums.get("sft_loss", 0.0) + self.demonstrations.backward(
                         config.sft_coef, iteration, epoch, minibatch, self.collective.world, self.collective.rank)
                     sums["sft_batches"] = sums.get("sft_batches", 0.0) + 1
-                self._step(warming)
+                policy = list(self.parameters.values())
+                self.collective.sum_gradients(policy)
+                if config.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(policy, config.max_grad_norm)
+                self.optimizer.step()
         return self._statistics(prepared, sums)
 
-    def _backward(self, domain: str, chunk: list[_Item], total: float, warming: bool, sums: dict[str, float]) -> None:
+    def _global_count(self, local: int) -> float:
+        return float(self.collective.sum(torch.tensor(float(local)))) if self.collective.world > 1 else float(local)
+
+    def _update_values(self, prepared: dict[str, list[_Item]], iteration: int, sums: dict[str, float]) -> None:
+        """``value_epochs`` passes of the clipped value loss over the cached features (minibatches as
+        the policy's, over all processes)."""
+        assert self.value_heads is not None and self.value_optimizer is not None
         config = self.config
-        records = [i.record for i in chunk]
-        scored = self.score(records, grad=not warming)
+        for epoch in range(config.value_epochs):
+            for minibatch in range(config.minibatches):
+                members = {d: [i for i in items if self.minibatch_of(iteration, 1000 + epoch, i) == minibatch]
+                           for d, items in prepared.items()}
+                total = self._global_count(sum(len(m) for m in members.values()))
+                if total == 0:
+                    continue
+                self.value_optimizer.zero_grad(set_to_none=True)
+                for domain, chosen in members.items():
+                    if not chosen:
+                        continue
+                    values = self.value_heads[domain](torch.stack([i.features for i in chosen]))
+                    errors = value_errors(values, torch.tensor([i.old_value for i in chosen], device=self.device),
+                                          torch.tensor([i.value_return for i in chosen], device=self.device),
+                                          config.value_clip)
+                    (errors.sum() / total).backward()
+                    if epoch == config.value_epochs - 1:  # the loss of the last pass
+                        sums["value_loss"] = sums.get("value_loss", 0.0) + float(errors.detach().sum())
+                        sums["value_scored"] = sums.get("value_scored", 0.0) + len(chosen)
+                self.collective.sum_gradients(list(self.value_heads.parameters()))
+                self.value_optimizer.step()
+
+    def _backward(self, chunk: list[_Item], total: float, sums: dict[str, float]) -> None:
+        """Accumulate the policy's loss of ``chunk`` (divided by the minibatch's global step count)."""
+        config = self.config
+        scored = self.score([i.record for i in chunk], grad=True)
         old = torch.tensor([i.old_log_prob for i in chunk], device=self.device)
         advantages = torch.tensor([i.advantage for i in chunk], device=self.device)
         losses, log_ratio = clipped_surrogate(scored.log_probs, old, advantages, config.clip)
         clipped, approx_kl = ratio_statistics(log_ratio, config.clip)
-        loss = torch.zeros((), device=self.device)
-        if not warming:
-            loss = loss + losses.sum() - config.entropy_coef * scored.entropies.sum()
-            if self.reference is not None:
-                reference = torch.tensor([i.reference_log_prob for i in chunk], device=self.device)
-                delta = reference - scored.log_probs  # k3: exp(d) - d - 1 >= 0, the KL to the starting policy
-                kl = delta.exp() - delta - 1.0
-                loss = loss + config.kl_coef * kl.sum()
-                sums["kl_to_start"] = sums.get("kl_to_start", 0.0) + float(kl.detach().sum())
-        if self.value_heads is not None:
-            states = torch.cat([r.state for r in records]) if records[0].state is not None else None
-            values = self.values(domain, scored.hidden, states)
-            errors = value_errors(values, torch.tensor([i.old_value for i in chunk], device=self.device),
-                                  torch.tensor([i.value_return for i in chunk], device=self.device), config.value_clip)
-            loss = loss + config.value_coef * errors.sum()
-            sums["value_loss"] = sums.get("value_loss", 0.0) + float(errors.detach().sum())
-        if loss.requires_grad:
-            (loss / total).backward()
+        loss = losses.sum() - config.entropy_coef * scored.entropies.sum()
+        if self.reference is not None:
+            reference = torch.tensor([i.reference_log_prob for i in chunk], device=self.device)
+            delta = reference - scored.log_probs  # k3: exp(d) - d - 1 >= 0, the KL to the starting policy
+            kl = delta.exp() - delta - 1.0
+            loss = loss + config.kl_coef * kl.sum()
+            sums["kl_to_start"] = sums.get("kl_to_start", 0.0) + float(kl.detach().sum())
+        (loss / total).backward()
         sums["policy_loss"] = sums.get("policy_loss", 0.0) + float(losses.detach().sum())
         sums["entropy"] = sums.get("entropy", 0.0) + float(scored.entropies.detach().sum())
         sums["clip_fraction"] = sums.get("clip_fraction", 0.0) + float(clipped.sum())
         sums["approx_kl"] = sums.get("approx_kl", 0.0) + float(approx_kl.sum())
         sums["scored"] = sums.get("scored", 0.0) + len(chunk)
-
-    def _step(self, warming: bool) -> None:
-        policy = list(self.parameters.values())
-        value = list(self.value_heads.parameters()) if self.value_heads is not None else []
-        self.collective.sum_gradients(value + ([] if warming else policy))
-        if not warming:
-            if self.config.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(policy, self.config.max_grad_norm)
-            self.optimizer.step()
-        if self.value_optimizer is not None:
-            self.value_optimizer.step()
 
     def _statistics(self, prepared: dict[str, list[_Item]], sums: dict[str, float]) -> dict[str, float]:
         """Means over every process's scored steps; the explained variance of the old values."""
@@ -372,9 +390,10 @@ class Learner:
         totals = self.collective.sum(torch.tensor([sums[k] for k in keys], dtype=torch.float64)).tolist() \
             if keys else []
         summed = dict(zip(keys, totals))
+        divisors = {"sft_loss": max(summed.pop("sft_batches", 0.0), 1.0),
+                    "value_loss": max(summed.pop("value_scored", 0.0), 1.0)}
         scored = max(summed.pop("scored", 0.0), 1.0)
-        sft_batches = max(summed.pop("sft_batches", 0.0), 1.0)
-        out = {k: (v / sft_batches if k == "sft_loss" else v / scored) for k, v in summed.items()}
+        out = {k: v / divisors.get(k, scored) for k, v in summed.items()}
         if self.value_heads is not None:
             items = [i for items in prepared.values() for i in items]
             returns = torch.tensor([i.value_return for i in items], dtype=torch.float64)
