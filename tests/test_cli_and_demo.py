@@ -55,9 +55,9 @@ def test_quick_demo_collects_trains_evaluates_and_reports_end_to_end(tmp_path, c
     for picture in ("success.png", "domains.png", "training.png"):
         assert (tmp_path / picture).stat().st_size > 1000
     assert (tmp_path / "runs" / "omniactor" / "final" / "agent.json").exists()
-    # a re-run reuses every stage (no new episode, no new training step) and adds the study
+    # a re-run reuses every stage (no new episode, no new training step) and adds the study and RL
     capsys.readouterr()
-    assert main(["demo", "--out", str(tmp_path), "--quick", "--no-progress", "--study", "--seeds", "1"]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--quick", "--no-progress", "--study", "--seeds", "1", "--rl"]) == 0
     row = next(line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("click-test "))
     assert row[1] == "4" and row[5] == "0"  # 4 episodes, none new
     results = json.loads((tmp_path / "results.json").read_text())
@@ -65,3 +65,11 @@ def test_quick_demo_collects_trains_evaluates_and_reports_end_to_end(tmp_path, c
     assert set(results["study"]["table"]) == {"gui-only", "ea-only", "mixed-dense", "hard", "router", "omniactor"}
     assert set(results["study"]["table"]["gui-only"]) == {"gui"}
     assert "## Study" in (tmp_path / "report.md").read_text() and (tmp_path / "study.png").exists()
+    # RL of every domain (a pointer answer in MiniWoB++, a regression head in Meta-World, a classification
+    # head in BabyAI), evaluated again on the trained agent's test episodes
+    after = results["results"]["after RL"]
+    assert {env: r["episodes"] for env, r in after.items()} == {"miniwob": 4, "metaworld": 2, "babyai": 2}
+    assert set(results["domains"]["gui"]) == {"trained", "untrained", "after RL", "expert"}
+    metrics = [json.loads(line) for line in (tmp_path / "rl" / "metrics.jsonl").read_text().splitlines()]
+    assert {"success/gui", "success/embodied", "success/discrete"} <= set(metrics[0])
+    assert "## Online RL" in (tmp_path / "report.md").read_text() and (tmp_path / "rl" / "rl.png").exists()

@@ -94,7 +94,8 @@ def add_actions_commands(subparsers: argparse._SubParsersAction) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(args.out, quick=args.quick, study=args.study, progress=not args.no_progress, seeds=args.seeds)
+    return run_demo(args.out, quick=args.quick, study=args.study, progress=not args.no_progress, seeds=args.seeds,
+                    rl=args.rl)
 
 
 def add_demo_command(subparsers: argparse._SubParsersAction) -> None:
@@ -111,6 +112,9 @@ def add_demo_command(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--study", action="store_true",
                       help="also run the paper's comparison (GUI-only, EA-only, mixed dense, hard, router, "
                       "OmniActor) with --seeds seeds each on the same data and budget")
+    demo.add_argument("--rl", action="store_true",
+                      help="then improve the trained agent by online RL in the same environments (omniactor rl) and "
+                      "evaluate it again on the same test episodes (docs/rl.md)")
     demo.add_argument("--seeds", type=int, default=3, help="seeds per recipe of --study (default 3)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.set_defaults(handler=_demo)

@@ -131,6 +131,37 @@ def evaluate_agent(plan: DemoPlan, checkpoint: Path, out: Path, episodes_of: str
     return results
 
 
+def rl_config(plan: DemoPlan, trained: Path, out: Path) -> Any:
+    """The ``omniactor rl`` run of ``--rl``: each planned environment's domain, rolled out on its
+    validation seeds with the evaluation's settings, evaluated after on the trained agent's test
+    episodes (the demo's own evaluation is the "before")."""
+    from ..rl.config import load_config
+
+    assert plan.rl is not None
+    domains = {env.domain: {"env": env.env, "tasks": list(env.tasks), "split": "validation",
+                            "env_config": dict(env.eval_config), "episodes": plan.rl.episodes[env.env],
+                            "reward_scale": plan.rl.reward_scale.get(env.env, 1.0),
+                            "eval_episodes": env.eval_episodes, "eval_decoding": dict(env.decoding)}
+               for env in plan.envs if env.env in plan.rl.episodes}
+    settings = {**plan.rl.settings, "init": str(trained), "output_dir": str(out / "rl"), "domains": domains,
+                "evaluate_before": False, "workers": plan.eval_workers}
+    path = out / "rl.yaml"
+    path.write_text(yaml.safe_dump(settings, sort_keys=False))
+    return load_config(path)
+
+
+def rl_stage(plan: DemoPlan, trained: Path, out: Path, progress: bool) -> dict[str, Any]:
+    """RL of the trained agent, then its evaluation: ``{env: results}`` as ``evaluate_agent`` gives."""
+    from ..rl.loop import run
+
+    if plan.rl is None:
+        raise DemoError(f"the {plan.name} plan has no RL stage")
+    config = rl_config(plan, trained, out)
+    run(config, progress=progress)
+    return {rollout.env: json.loads((out / "rl" / "eval" / "after" / domain / "results.json").read_text())
+            for domain, rollout in config.domains.items()}
+
+
 def expert_rates(collected: dict[str, Any]) -> dict[str, dict[str, float]]:
     """The expert's success on the collected (train) seeds: the ceiling of imitation."""
     return {env: {task: numbers["success_rate"] for task, numbers in summary["tasks"].items()}
@@ -138,13 +169,14 @@ def expert_rates(collected: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 
 def run_demo(out: str | Path = "outputs/demo", quick: bool = False, study: bool = False,
-             progress: bool = True, seeds: int = 3) -> int:
-    """The whole job; returns a process exit code. ``study`` adds the paper's comparison. Raises
-    ``DemoError`` when it cannot continue as asked (the command line prints it as ``error: ...``)."""
-    return _run(Path(out), quick, study, progress, seeds)
+             progress: bool = True, seeds: int = 3, rl: bool = False) -> int:
+    """The whole job; returns a process exit code. ``study`` adds the paper's comparison, ``rl`` online
+    RL of the trained agent. Raises ``DemoError`` when it cannot continue as asked (the command line
+    prints it as ``error: ...``)."""
+    return _run(Path(out), quick, study, progress, seeds, rl)
 
 
-def _run(out: Path, quick: bool, study: bool, progress: bool, seeds: int) -> int:
+def _run(out: Path, quick: bool, study: bool, progress: bool, seeds: int, rl: bool = False) -> int:
     from ..evaluation.online import EvalError
 
     os.environ.setdefault("MUJOCO_GL", "egl")
@@ -165,6 +197,8 @@ def _run(out: Path, quick: bool, study: bool, progress: bool, seeds: int) -> int
         }
     except EvalError as err:
         raise DemoError(f"{err} (the evaluations in {out / 'eval'} belong to another plan)") from None
+    if rl:
+        results["after RL"] = stages.run("rl", rl_stage, plan, trained, out, progress)
     study_results = None
     if study:
         from .study import run_study
@@ -178,6 +212,10 @@ def _run(out: Path, quick: bool, study: bool, progress: bool, seeds: int) -> int
     written = json.loads((out / "results.json").read_text())
     for domain, numbers in written["domains"].items():
         low, high = written["intervals"][domain]["trained"]["ci95"]
+        after = ""
+        if "after RL" in numbers:
+            rl_low, rl_high = written["intervals"][domain]["after RL"]["ci95"]
+            after = f"   after RL {numbers['after RL']:.0%} ({rl_low:.0%}-{rl_high:.0%})"
         print(f"  {domain:<9} trained {numbers['trained']:.0%} ({low:.0%}-{high:.0%})   "
-              f"untrained {numbers['untrained']:.0%}   expert {numbers['expert']:.0%}")
+              f"untrained {numbers['untrained']:.0%}   expert {numbers['expert']:.0%}{after}")
     return 0

@@ -42,10 +42,21 @@ class EnvPlan:
 
 
 @dataclass(frozen=True)
+class RLPlan:
+    """``omniactor demo --rl``: online RL of the trained agent (``omniactor rl``), then its evaluation
+    on the trained agent's test episodes (the same seeds, decoding and settings)."""
+
+    settings: dict[str, Any]  # RLConfig fields
+    episodes: dict[str, int]  # rollout episodes per iteration, per environment RL trains in
+    reward_scale: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class DemoPlan:
     name: str
     envs: tuple[EnvPlan, ...]
     train: dict[str, Any]  # TrainConfig fields
+    rl: RLPlan | None = None
     study_steps: int = 200  # training steps of each --study run
     collect_workers: int = 2
     eval_workers: int = 2
@@ -111,6 +122,9 @@ FULL = DemoPlan(
     ),
     train=_train_settings(max_steps=2700, batch_size=16, save_every=200),
     study_steps=250,
+    rl=RLPlan(settings={"algorithm": "ppo", "iterations": 8, "learning_rate": 3e-4, "head_learning_rate": 3e-3,
+                        "value_learning_rate": 1e-3, "value_warmup": 1, "epochs": 1, "minibatches": 4},
+              episodes={"babyai": 32}),
 )
 
 QUICK = DemoPlan(
@@ -126,6 +140,9 @@ QUICK = DemoPlan(
     ),
     train=_train_settings(max_steps=12, batch_size=8, save_every=6),
     study_steps=4,
+    rl=RLPlan(settings={"algorithm": "ppo", "iterations": 1, "learning_rate": 1e-4, "value_warmup": 0, "epochs": 1,
+                        "minibatches": 1, "value_epochs": 2},
+              episodes={"miniwob": 2, "metaworld": 1, "babyai": 2}, reward_scale={"metaworld": 0.1}),
 )
 
 PLANS = {"full": FULL, "quick": QUICK}

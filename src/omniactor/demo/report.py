@@ -102,6 +102,45 @@ def reproducibility(out: Path, collected: dict[str, Any], results: dict[str, dic
                               for name, by_env in results.items()}}
 
 
+def overlap(a: list[float], b: list[float]) -> bool:
+    return a[0] <= b[1] and b[0] <= a[1]
+
+
+def rl_lines(plan: DemoPlan, results: dict[str, dict[str, Any]], intervals: dict[str, dict[str, Any]],
+             out: Path) -> list[str]:
+    """The ``--rl`` section: each RL-trained domain before and after RL on the same test episodes."""
+    rl_results = json.loads((out / "rl" / "results.json").read_text()) if (out / "rl" / "results.json").exists() \
+        else {}
+    lines = ["## Online RL (`--rl`)", "",
+             (f"The trained agent after {rl_results.get('iterations', '?')} iterations of "
+              f"{rl_results.get('algorithm', 'RL')} in the same environments (rollouts on validation seeds: "
+              f"{rl_results.get('rollout_seconds', 0):.0f} s, updates {rl_results.get('update_seconds', 0):.0f} s), "
+              "evaluated on the trained agent's test episodes (same seeds, decoding and settings). A difference "
+              "counts only where the 95% intervals do not overlap."), "",
+             "| domain | task | trained (SFT) | 95% interval | after RL | 95% interval | episodes | measured difference |",
+             "|---|---|---:|---|---:|---|---:|---|"]
+    for env in plan.envs:
+        after_env = results["after RL"].get(env.env)
+        if after_env is None:
+            continue
+        before_tasks = results["trained"][env.env]["tasks"]
+        rows = [(task, before_tasks[task], numbers) for task, numbers in after_env["tasks"].items()]
+        pooled_before, pooled_after = intervals[env.domain]["trained"], intervals[env.domain]["after RL"]
+        rows.append(("all tasks", {"success_rate": pooled_before["successes"] / max(pooled_before["episodes"], 1),
+                                   "ci95": pooled_before["ci95"], "episodes": pooled_before["episodes"]},
+                     {"success_rate": pooled_after["successes"] / max(pooled_after["episodes"], 1),
+                      "ci95": pooled_after["ci95"], "episodes": pooled_after["episodes"]}))
+        for task, before, after in rows:
+            verdict = "none (intervals overlap)" if overlap(before["ci95"], after["ci95"]) else (
+                "higher" if after["success_rate"] > before["success_rate"] else "lower")
+            lines.append(f"| {env.domain} | {task} | {before['success_rate']:.0%} | {before['ci95'][0]:.0%}-"
+                         f"{before['ci95'][1]:.0%} | {after['success_rate']:.0%} | {after['ci95'][0]:.0%}-"
+                         f"{after['ci95'][1]:.0%} | {after['episodes']} | {verdict} |")
+    lines += ["", "RL's own report: `rl/report.md`; rollout success and return per iteration:", "",
+              "![RL progress](rl/rl.png)", ""]
+    return lines
+
+
 def _reproducibility_lines(facts: dict[str, Any]) -> list[str]:
     def listed(values: list[Any]) -> str:
         return " and ".join(str(v) for v in values) or "unknown"
@@ -191,6 +230,8 @@ def write_report(out: Path, plan: DemoPlan, collected: dict[str, Any], results: 
                          f"{base.get('success_rate', 0):.0%} | {experts.get(env.env, {}).get(task, 0):.0%} | "
                          f"{numbers['episodes']} / {base.get('episodes', 0)} |")
     lines += ["", "![success per task](success.png)", ""]
+    if "after RL" in results:
+        lines += rl_lines(plan, results, intervals, out)
     if curves:
         lines += ["## Training", "", (f"{plan.train['max_steps']} steps of {plan.train['batch_size']} samples "
                   f"(domain-homogeneous batches, learning rate {plan.train['learning_rate']})."), "",

@@ -107,6 +107,8 @@ class RLConfig:
     modules); false: only the RL domains' own experts and heads, the other domains stay bit-identical"""
     lora: dict[str, Any] | None = None
     """PEFT LoRA on the trainable projections (e.g. {r: 16, alpha: 32}); null: full fine-tune"""
+    evaluate_before: bool = True
+    """evaluate the starting agent on the test seeds too (false: e.g. the demo, which already has)"""
     save_every: int = 1
     """iterations between checkpoints (re-running the command resumes from the newest)"""
     keep_checkpoints: int = 2

@@ -40,7 +40,7 @@ CHECKPOINT_PREFIX = "checkpoint-"
 STATE_FILE = "rl_state.json"
 METRICS_FILE = "metrics.jsonl"
 #: keys a resumed run may change (they do not change what an iteration computes)
-RESUMABLE_CHANGES = ("iterations", "save_every", "keep_checkpoints", "workers")
+RESUMABLE_CHANGES = ("iterations", "save_every", "keep_checkpoints", "evaluate_before")
 
 
 # ---------------------------------------------------------------------------- checkpoints
@@ -203,7 +203,7 @@ def run(config: RLConfig, progress: bool = True) -> dict[str, Any]:
         write_text_atomic(out / METRICS_FILE, "".join(json.dumps(m) + "\n" for m in kept))
 
     before: dict[str, Any] = {}
-    if main:
+    if main and config.evaluate_before:
         before = evaluate_all(agent, config, out, "before", progress)
     accelerator.wait_for_everyone()
 
