@@ -125,3 +125,9 @@ def test_a_resumed_run_with_other_settings_is_refused(tmp_path, trained_checkpoi
     check_same_run(out, load_config(None, settings(checkpoint, out, iterations=9)))  # more iterations: fine
     with pytest.raises(RLError, match="other settings \\(learning_rate\\)"):
         check_same_run(out, load_config(None, settings(checkpoint, out, learning_rate=0.5)))
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs" / "rl").glob("*.yaml")), ids=lambda p: p.name)
+def test_the_shipped_rl_configs_load(path):
+    config = load_config(path)
+    assert config.domains and config.init
