@@ -174,3 +174,20 @@ def test_two_processes_give_the_parameters_of_one_on_the_same_rollouts(tmp_path,
     # near 0 (measured: 0.5% of the largest move at lr 1e-2 and at 1e-4; a wrong normalisation
     # over processes would be tens of percent)
     assert moved > 0 and worst < 0.02 * moved, (worst, moved)
+
+
+def test_lora_trains_the_domains_projections_and_merges_into_them_alone():
+    from omniactor.rl.loop import apply_lora
+
+    agent = build_agent()
+    before = snapshot(agent.model)
+    parameters = trainable_parameters(agent.model, ["codes"], list(DOMAINS), "grid", train_shared=False)
+    agent.model, parameters = apply_lora(agent.model, {"r": 4, "alpha": 8}, parameters)
+    assert any("lora_" in n for n in parameters) and all("lora_" in n or "codes" in n for n in parameters)
+    learner = Learner(agent, config_for("codes", learning_rate=1e-2), parameters)
+    learner.update([rollouts(agent, "codes")], iteration=0)
+    merged = agent.model.merge_and_unload()
+    after = snapshot(merged)
+    assert after.keys() == before.keys()
+    moved = [n for n in before if not torch.equal(before[n], after[n])]
+    assert moved and all(".experts.codes." in n for n in moved), moved[:4]
