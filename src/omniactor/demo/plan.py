@@ -122,9 +122,9 @@ FULL = DemoPlan(
     ),
     train=_train_settings(max_steps=2700, batch_size=16, save_every=200),
     study_steps=250,
-    rl=RLPlan(settings={"algorithm": "ppo", "iterations": 8, "learning_rate": 3e-4, "head_learning_rate": 3e-3,
+    rl=RLPlan(settings={"algorithm": "ppo", "iterations": 6, "learning_rate": 1e-4, "head_learning_rate": 1e-3,
                         "value_learning_rate": 1e-3, "value_warmup": 1, "epochs": 1, "minibatches": 4},
-              episodes={"babyai": 32}),
+              episodes={"miniwob": 20, "metaworld": 6, "babyai": 32}, reward_scale={"metaworld": 0.1}),
 )
 
 QUICK = DemoPlan(

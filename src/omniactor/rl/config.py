@@ -98,6 +98,9 @@ class RLConfig:
     """learning rate of the action heads (None: learning_rate)"""
     value_learning_rate: float = 1e-3
     """learning rate of the value heads"""
+    value_state: bool = False
+    """the value head also reads the standardised state beside the hidden state (the hidden state
+    already carries it through the state token; a one-hot view standardises to large values)"""
     value_warmup: int = 1
     """iterations at the start that train only the value head (ppo)"""
     max_grad_norm: float = 1.0

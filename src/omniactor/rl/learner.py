@@ -8,8 +8,8 @@
    rows, answers one pass per answer with the constraint's recorded masks
    (``TokenSequence``). The final hidden state at the answer position feeds the value head.
 2. **Advantages**: PPO runs GAE on the environment's rewards with a value head per domain
-   (``models.adapters.ValueHead``, on the detached hidden state and the standardised state;
-   a truncated episode bootstraps from the value of the state it reached), normalised over
+   (``models.adapters.ValueHead``, on the detached hidden state, and the standardised state with
+   ``value_state``; a truncated episode bootstraps from the value of the state it reached), normalised over
    all processes' steps. GRPO normalises each episode's return within its group (the
    ``group_size`` rollouts of one task seed) and needs no critic.
 3. **Epochs of minibatches**: each step lands in a minibatch by a hash of (seed, iteration,
@@ -50,6 +50,9 @@ from .rollout import RolloutBatch, Trajectory
 
 #: head rows scored in one forward pass
 HEAD_CHUNK = 16
+#: the sums an update reports (reduced over processes in this order)
+STATISTICS = ("policy_loss", "entropy", "clip_fraction", "approx_kl", "kl_to_start", "scored", "value_loss",
+              "value_scored", "sft_loss", "sft_batches")
 
 
 class RLError(OmniactorError, RuntimeError):
@@ -97,7 +100,8 @@ class Collective:
     def sum(self, values: torch.Tensor) -> torch.Tensor:
         if self.world == 1:
             return values
-        return self.accelerator.reduce(values.clone(), reduction="sum")
+        device = getattr(self.accelerator, "device", values.device)  # NCCL reduces only device tensors
+        return self.accelerator.reduce(values.to(device), reduction="sum").to(values.device)
 
     def sum_gradients(self, parameters: Sequence[nn.Parameter]) -> None:
         if self.world == 1:
@@ -149,7 +153,7 @@ class Learner:
         self.value_optimizer = None
         if config.algorithm == "ppo":
             hidden = self.model.get_input_embeddings().weight.shape[1]
-            state_width = self._state_width()
+            state_width = self._state_width() if config.value_state else 0
             generator_state = torch.random.get_rng_state()
             torch.manual_seed(config.seed)  # the value heads' init does not depend on what ran before
             self.value_heads = nn.ModuleDict({d: ValueHead(hidden, state_dim=state_width) for d in config.domains})
@@ -302,6 +306,7 @@ class Learner:
     def update(self, batches: Sequence[RolloutBatch], iteration: int) -> dict[str, float]:
         """Advantages, then ``epochs`` x ``minibatches`` optimizer steps; returns the statistics."""
         config = self.config
+        self.model.train(False)  # no dropout: the scores must match the rollouts'
         prepared = {b.domain: self._prepare(b) for b in batches}
         if config.algorithm == "ppo":
             self._normalise([i for items in prepared.values() for i in items])
@@ -309,7 +314,6 @@ class Learner:
         sums: dict[str, float] = {}
         if self.value_heads is not None:
             self._update_values(prepared, iteration, sums)
-        self.model.train(False)  # no dropout: the scores must match the rollouts'
         for epoch in range(0 if warming else config.epochs):
             for minibatch in range(config.minibatches):
                 members = {d: [i for i in items if self.minibatch_of(iteration, epoch, i) == minibatch]
@@ -317,7 +321,7 @@ class Learner:
                 total = self._global_count(sum(len(m) for m in members.values()))
                 if total == 0:
                     continue
-                self.optimizer.zero_grad(set_to_none=True)
+                self.optimizer.zero_grad(set_to_none=False)  # unused parameters step alike on 1 or N processes
                 for chosen in members.values():
                     for chunk in (self._chunks(chosen) if chosen else []):
                         self._backward(chunk, total, sums)
@@ -347,7 +351,7 @@ class Learner:
                 total = self._global_count(sum(len(m) for m in members.values()))
                 if total == 0:
                     continue
-                self.value_optimizer.zero_grad(set_to_none=True)
+                self.value_optimizer.zero_grad(set_to_none=False)
                 for domain, chosen in members.items():
                     if not chosen:
                         continue
@@ -386,10 +390,9 @@ class Learner:
 
     def _statistics(self, prepared: dict[str, list[_Item]], sums: dict[str, float]) -> dict[str, float]:
         """Means over every process's scored steps; the explained variance of the old values."""
-        keys = sorted(sums)
-        totals = self.collective.sum(torch.tensor([sums[k] for k in keys], dtype=torch.float64)).tolist() \
-            if keys else []
-        summed = dict(zip(keys, totals))
+        keys = STATISTICS  # the same list on every process, whatever each one scored
+        totals = self.collective.sum(torch.tensor([sums.get(k, 0.0) for k in keys], dtype=torch.float64)).tolist()
+        summed = {k: v for k, v in zip(keys, totals) if k in sums or v}
         divisors = {"sft_loss": max(summed.pop("sft_batches", 0.0), 1.0),
                     "value_loss": max(summed.pop("value_scored", 0.0), 1.0)}
         scored = max(summed.pop("scored", 0.0), 1.0)

@@ -66,7 +66,7 @@ def save_checkpoint(out: Path, learner: Learner, iteration: int, keep: int) -> P
 
 
 def load_checkpoint(path: Path, learner: Learner) -> int:
-    state = torch.load(path / "learner.pt", weights_only=False)
+    state = torch.load(path / "learner.pt", map_location="cpu", weights_only=False)
     learner.load_state_dict(state)
     torch.random.set_rng_state(state["torch_rng"])
     return int(json.loads((path / STATE_FILE).read_text())["iteration"])
@@ -163,8 +163,9 @@ def run(config: RLConfig, progress: bool = True) -> dict[str, Any]:
     collective = Collective(accelerator)
     main = accelerator.is_main_process
     out = Path(config.output_dir)
+    check_same_run(out, config)  # on every process: none waits for one that stopped
+    accelerator.wait_for_everyone()
     if main:
-        check_same_run(out, config)
         out.mkdir(parents=True, exist_ok=True)
         save_config(config, out / "config.yaml")
     tasks = {}
@@ -190,7 +191,16 @@ def run(config: RLConfig, progress: bool = True) -> dict[str, Any]:
         reference = copy.deepcopy(agent.model).eval().requires_grad_(False)
     if config.lora:
         agent.model, parameters = apply_lora(agent.model, config.lora, parameters)
+    writes = [d for d in config.domains if agent.adapters[d].writes_answer]
+    if config.temperature != 1.0 and writes:
+        raise RLError(f"temperature: {config.temperature} with {writes} writing answers; their log-probabilities are "
+                      "those of the temperature-1 softmax (under the constraint), so sample them at temperature 1")
     learner = Learner(agent, config, parameters, collective, reference)
+
+    before: dict[str, Any] = {}
+    if main and config.evaluate_before:  # the starting agent, before any checkpoint is loaded
+        before = evaluate_all(agent, config, out, "before", progress)
+    accelerator.wait_for_everyone()
 
     start = 0
     checkpoints = complete_checkpoints(out)
@@ -201,11 +211,6 @@ def run(config: RLConfig, progress: bool = True) -> dict[str, Any]:
         kept, _ = read_json_lines(out / METRICS_FILE)
         kept = [m for m in kept if m["iteration"] < start]
         write_text_atomic(out / METRICS_FILE, "".join(json.dumps(m) + "\n" for m in kept))
-
-    before: dict[str, Any] = {}
-    if main and config.evaluate_before:
-        before = evaluate_all(agent, config, out, "before", progress)
-    accelerator.wait_for_everyone()
 
     writer = None
     if main:
@@ -264,6 +269,8 @@ def run(config: RLConfig, progress: bool = True) -> dict[str, Any]:
     if main:
         save_final(agent.model, agent.processor, agent.action_tokenizers, out / "final", agent.settings)
         trained = Agent.from_pretrained(out / "final", device=str(device) if device is not None else None)
+        if start < config.iterations:  # this run trained: an earlier run's evaluation is of another agent
+            shutil.rmtree(out / "eval" / "after", ignore_errors=True)
         after = evaluate_all(trained, config, out, "after", progress)
         result.update(write_report(out, config, before, after))
     accelerator.wait_for_everyone()

@@ -74,7 +74,7 @@ def plan_iteration(config: RLConfig, rollout: RolloutConfig, tasks: list[str], i
     jobs = []
     for g in range(groups):
         index = iteration * groups + g
-        task = tasks[g % len(tasks)]
+        task = tasks[index % len(tasks)]  # over the iterations, every task in turn
         seed = episode_seed(config.seed, rollout.split, index)
         jobs.extend(RolloutJob(task, index, seed, group=index, sample=s) for s in range(group_size))
     return [job for job in jobs if job.group % world == rank]
