@@ -125,3 +125,15 @@ def test_an_agent_acts_in_libero_through_the_same_harness(tmp_path):
     (numbers,) = results["tasks"].values()
     assert numbers["episodes"] == 2 and numbers["mean_steps"] == 3.0 and numbers["failures"] == {"timeout": 2}
     assert results["decoding"] == {"constrained": True, "do_sample": False, "invalid_answers": 0, "answers": 6}
+
+
+def test_an_evaluation_written_before_a_new_setting_existed_still_resumes(tmp_path):
+    from omniactor.evaluation.online import CONFIG_FILE, _finished
+
+    config = EvalConfig(env="babyai", tasks=["GoToRedBall"], episodes=1, out=str(tmp_path))
+    older = {k: v for k, v in config.identity().items() if k != "server"}  # written before --server existed
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(older))
+    assert _finished(tmp_path, config) == {}
+    (tmp_path / CONFIG_FILE).write_text(json.dumps({**older, "seed": 5}))
+    with pytest.raises(EvalError, match=r"other settings \(seed\)"):
+        _finished(tmp_path, config)

@@ -237,9 +237,10 @@ def _finished(out: Path, config: EvalConfig) -> dict[str, dict[str, Any]]:
     config_file = out / CONFIG_FILE
     if config_file.exists():
         previous = json.loads(config_file.read_text())
-        if previous != config.identity():
-            changed = sorted(k for k in set(previous) | set(config.identity())
-                             if previous.get(k) != config.identity().get(k))
+        # a key added since (absent there, None here) changes nothing
+        changed = sorted(k for k in set(previous) | set(config.identity())
+                         if previous.get(k) != config.identity().get(k))
+        if changed:
             raise EvalError(f"{out} holds an evaluation with other settings ({', '.join(changed)}); "
                             "give another --out or delete it")
     out.mkdir(parents=True, exist_ok=True)
