@@ -141,6 +141,7 @@ def rl_config(plan: DemoPlan, trained: Path, out: Path) -> Any:
     domains = {env.domain: {"env": env.env, "tasks": list(env.tasks), "split": "validation",
                             "env_config": dict(env.eval_config), "episodes": plan.rl.episodes[env.env],
                             "reward_scale": plan.rl.reward_scale.get(env.env, 1.0),
+                            **plan.rl.learning_rates.get(env.env, {}),
                             "eval_episodes": env.eval_episodes, "eval_decoding": dict(env.decoding)}
                for env in plan.envs if env.env in plan.rl.episodes}
     settings = {**plan.rl.settings, "init": str(trained), "output_dir": str(out / "rl"), "domains": domains,

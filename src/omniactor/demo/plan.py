@@ -49,6 +49,7 @@ class RLPlan:
     settings: dict[str, Any]  # RLConfig fields
     episodes: dict[str, int]  # rollout episodes per iteration, per environment RL trains in
     reward_scale: dict[str, float] = field(default_factory=dict)
+    learning_rates: dict[str, dict[str, float]] = field(default_factory=dict)  # per environment's domain
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,9 @@ FULL = DemoPlan(
     study_steps=250,
     rl=RLPlan(settings={"algorithm": "ppo", "iterations": 6, "learning_rate": 1e-4, "head_learning_rate": 1e-3,
                         "value_learning_rate": 1e-3, "value_warmup": 1, "epochs": 1, "minibatches": 4},
-              episodes={"miniwob": 20, "metaworld": 6, "babyai": 32}, reward_scale={"metaworld": 0.1}),
+              episodes={"miniwob": 20, "metaworld": 6, "babyai": 32}, reward_scale={"metaworld": 0.1},
+              # the regression head's Gaussian (std 0.1) moved by KL 30-600 per update at 1e-4 / 1e-3
+              learning_rates={"metaworld": {"learning_rate": 1e-5, "head_learning_rate": 1e-5}}),
 )
 
 QUICK = DemoPlan(

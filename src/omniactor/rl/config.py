@@ -38,6 +38,11 @@ class RolloutConfig:
     """the environment's settings (e.g. {state_format: onehot}, {image_size: 112, max_steps: 120})"""
     episodes: int = 16
     """rollout episodes per iteration (over all processes; with grpo: groups x group_size)"""
+    learning_rate: float | None = None
+    """learning rate of this domain's own parameters (its experts; None: the run's learning_rate)"""
+    head_learning_rate: float | None = None
+    """learning rate of this domain's action head (None: the run's head_learning_rate); a regression
+    head's Gaussian (std 0.1) moves far in log-probability for a small step of its mean"""
     reward_scale: float = 1.0
     """the environment's reward is multiplied by this (Meta-World's shaped reward reaches 10 a step)"""
     eval_episodes: int = 20

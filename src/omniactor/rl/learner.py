@@ -144,11 +144,8 @@ class Learner:
         self.reference = reference
         self.parameters = parameters
         self.device = next(self.model.parameters()).device
-        heads = [p for n, p in parameters.items() if "omniactor_adapters." in n]
-        rest = [p for n, p in parameters.items() if "omniactor_adapters." not in n]
-        groups = [{"params": rest}] + ([{"params": heads, "lr": config.head_learning_rate or config.learning_rate}]
-                                       if heads else [])
-        self.optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=0.0)
+        self.optimizer = torch.optim.AdamW(self.parameter_groups(parameters), lr=config.learning_rate,
+                                           weight_decay=0.0)
         self.value_heads: nn.ModuleDict | None = None
         self.value_optimizer = None
         if config.algorithm == "ppo":
@@ -166,6 +163,22 @@ class Learner:
             from .demonstrations import Demonstrations
 
             self.demonstrations = Demonstrations(agent, config)
+
+    def parameter_groups(self, parameters: dict[str, nn.Parameter]) -> list[dict[str, Any]]:
+        """The policy's parameters by learning rate: each domain's own at its block's ``learning_rate``
+        and ``head_learning_rate`` when given, else the run's (shared parameters: the run's)."""
+        config = self.config
+        groups: dict[float, list[nn.Parameter]] = {}
+        for name, parameter in parameters.items():
+            owner = next((d for d in config.domains if owned_by(name, d, None)), None)  # None: shared, the pointer
+            block = config.domains[owner] if owner is not None else None
+            if "omniactor_adapters." in name:
+                rate = (block.head_learning_rate if block else None) or config.head_learning_rate or \
+                    (block.learning_rate if block else None) or config.learning_rate
+            else:
+                rate = (block.learning_rate if block else None) or config.learning_rate
+            groups.setdefault(rate, []).append(parameter)
+        return [{"params": group, "lr": rate} for rate, group in groups.items()]
 
     def _state_width(self) -> int:
         try:
