@@ -191,3 +191,24 @@ def test_lora_trains_the_domains_projections_and_merges_into_them_alone():
     assert after.keys() == before.keys()
     moved = [n for n in before if not torch.equal(before[n], after[n])]
     assert moved and all(".experts.codes." in n for n in moved), moved[:4]
+
+
+def test_each_domain_may_have_its_own_learning_rates():
+    agent = build_agent()
+    parameters = trainable_parameters(agent.model, ["arm", "grid_world"], list(DOMAINS), "grid", train_shared=False)
+    config = config_for("arm", head_learning_rate=1e-3)
+    config.domains = {"arm": RolloutConfig(env="metaworld", learning_rate=2e-5, head_learning_rate=1e-5),
+                      "grid_world": RolloutConfig(env="babyai")}
+    learner = Learner(agent, config, parameters)
+    names = {id(p): n for n, p in parameters.items()}
+    rates = {names[id(p)]: group["lr"] for group in learner.optimizer.param_groups for p in group["params"]}
+    assert rates.keys() == parameters.keys()
+    for name, rate in rates.items():
+        if "regression_arm" in name:
+            assert rate == 1e-5, name
+        elif ".experts.arm." in name:
+            assert rate == 2e-5, name
+        elif "classification_grid_world" in name:
+            assert rate == 1e-3, name
+        else:
+            assert ".experts.grid_world." in name and rate == config.learning_rate, name

@@ -131,3 +131,30 @@ def test_a_resumed_run_with_other_settings_is_refused(tmp_path, trained_checkpoi
 def test_the_shipped_rl_configs_load(path):
     config = load_config(path)
     assert config.domains and config.init
+
+
+def test_two_processes_with_their_own_environments_reach_the_parameters_of_one(tmp_path, trained_checkpoint):
+    require("babyai")
+    checkpoint, _ = trained_checkpoint
+    extra = {"iterations": 1, "domains.discrete.episodes": 4}
+    single = run_cli(settings(checkpoint, tmp_path / "one", **extra))
+    assert single.wait(timeout=600) == 0, single.stdout.read()
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29547",
+                "-m", "omniactor.rl.cli", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    two = subprocess.Popen(launcher + settings(checkpoint, tmp_path / "two", **extra), cwd=REPO, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = two.stdout.read()
+    assert two.wait(timeout=600) == 0, output
+    # each process ran its own environment workers on half of the episodes
+    assert sorted(p.name for p in (tmp_path / "two" / "rollouts" / "iter-000000").iterdir()) == [
+        "discrete-rank0", "discrete-rank1"]
+    one = [json.loads(line) for line in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
+    both = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert one[0]["episodes/discrete"] == both[0]["episodes/discrete"] == 4
+    assert one[0]["return/discrete"] == pytest.approx(both[0]["return/discrete"])  # the same episodes
+    initial = read_state_dict(checkpoint)
+    a, b = read_state_dict(tmp_path / "one" / "final"), read_state_dict(tmp_path / "two" / "final")
+    moved = max((a[n].float() - initial[n].float()).abs().max().item() for n in a)
+    worst = max((a[n].float() - b[n].float()).abs().max().item() for n in a)
+    assert moved > 0 and worst < 0.02 * moved, (worst, moved)  # float order only (test_learner explains the bound)
