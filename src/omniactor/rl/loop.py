@@ -310,7 +310,7 @@ def write_report(out: Path, config: RLConfig, before: dict[str, Any], after: dic
 
 
 def plot_progress(metrics: list[dict[str, Any]], domains: list[str], path: Path) -> None:
-    """Rollout success and return per iteration, one line per domain."""
+    """Rollout success (top) and return (bottom) per iteration, one column per domain (returns differ in scale)."""
     import io
 
     import matplotlib
@@ -320,19 +320,18 @@ def plot_progress(metrics: list[dict[str, Any]], domains: list[str], path: Path)
 
     from ..fileio import write_bytes_atomic
 
-    figure, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for domain in domains:
-        iterations = [m["iteration"] for m in metrics if f"success/{domain}" in m]
-        axes[0].plot(iterations, [m[f"success/{domain}"] for m in metrics if f"success/{domain}" in m],
-                     marker="o", label=domain)
-        axes[1].plot(iterations, [m[f"return/{domain}"] for m in metrics if f"return/{domain}" in m],
-                     marker="o", label=domain)
-    axes[0].set_ylim(0, 1.05)
-    axes[0].set_ylabel("rollout success")
-    axes[1].set_ylabel("rollout return")
-    for ax in axes:
-        ax.set_xlabel("iteration")
-        ax.legend(fontsize=8)
+    figure, axes = plt.subplots(2, len(domains), figsize=(3.2 * len(domains) + 0.6, 5.0), squeeze=False)
+    for column, domain in enumerate(domains):
+        for row, (name, label) in enumerate((("success", "rollout success"), ("return", "rollout return"))):
+            points = [(m["iteration"], m[f"{name}/{domain}"]) for m in metrics if f"{name}/{domain}" in m]
+            ax = axes[row][column]
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", color=f"C{column}")
+            if name == "success":
+                ax.set_ylim(0, 1.05)
+                ax.set_title(domain, fontsize=10)
+            ax.set_xlabel("iteration")
+            if column == 0:
+                ax.set_ylabel(label)
     figure.tight_layout()
     picture = io.BytesIO()
     figure.savefig(picture, dpi=100, format="png")
