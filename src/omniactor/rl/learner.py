@@ -178,7 +178,7 @@ class Learner:
             else:
                 rate = (block.learning_rate if block else None) or config.learning_rate
             groups.setdefault(rate, []).append(parameter)
-        return [{"params": group, "lr": rate} for rate, group in groups.items()]
+        return [{"params": group, "lr": rate} for rate, group in groups.items()] or [{"params": []}]
 
     def _state_width(self) -> int:
         try:
