@@ -38,8 +38,8 @@ def rollouts(agent, domain, episodes=4, steps=3, seed=0):
 
 
 def config_for(domain, **overrides):
-    settings = dict(init="x", domains={domain: RolloutConfig(env="babyai", episodes=4)}, epochs=2, minibatches=2,
-                    learning_rate=1e-2, value_warmup=0, seed=0)
+    settings = {"init": "x", "domains": {domain: RolloutConfig(env="babyai", episodes=4)}, "epochs": 2,
+                "minibatches": 2, "learning_rate": 1e-2, "value_warmup": 0, "seed": 0}
     settings.update(overrides)
     return RLConfig(**settings)
 

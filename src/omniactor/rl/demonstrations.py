@@ -14,14 +14,18 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-import torch
-
 
 class Demonstrations:
     def __init__(self, agent: Any, config: Any):
         from ..training.config import SourceConfig
-        from ..training.data import PreprocessedCache, SampleEncoder, collect_items, fingerprint, folder_state, \
-            processor_state
+        from ..training.data import (
+            PreprocessedCache,
+            SampleEncoder,
+            collect_items,
+            fingerprint,
+            folder_state,
+            processor_state,
+        )
 
         self.agent, self.config = agent, config
         settings = agent.settings.domains

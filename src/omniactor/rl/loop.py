@@ -297,8 +297,8 @@ def write_report(out: Path, config: RLConfig, before: dict[str, Any], after: dic
     write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
     plot_progress(metrics, list(config.domains), out / "rl.png")
     lines = [f"# RL ({config.algorithm}) from `{Path(config.init).name}`", "",
-             f"{config.iterations} iterations; rollouts {results['rollout_seconds']:.0f} s, updates "
-             f"{results['update_seconds']:.0f} s. Success on test seeds (Wilson 95% interval, episodes):", "",
+             (f"{config.iterations} iterations; rollouts {results['rollout_seconds']:.0f} s, updates "
+              f"{results['update_seconds']:.0f} s. Success on test seeds (Wilson 95% interval, episodes):"), "",
              "| domain | environment | before RL | after RL |", "|---|---|---|---|"]
     for domain, entry in domains.items():
         cells = [f"{e['success_rate']:.0%} ({e['ci95'][0]:.0%}-{e['ci95'][1]:.0%}, {e['episodes']})" if e else "-"
