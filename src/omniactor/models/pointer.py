@@ -3,7 +3,7 @@
 A model trained from scratch that must name a screen cell with one of G x G output rows
 learns, at our budget, where things usually are rather than where they are in this
 screenshot (docs/demo.md: the same cell for a real and a noise image). A pointer ties each
-cell's score to the image content at that cell (../shared/DESIGN.md §3: a small network whose
+cell's score to the image content at that cell (in the project's early runs a small network whose
 output names the image cell reached 1.00 / 0.52 / 1.00 on click-test / click-button /
 focus-text where x/y classes reached 0.72 / 0.44 / 0.06):
 

@@ -6,7 +6,7 @@ token ``<fine_j>`` for its sub-cell on a ``fine`` x ``fine`` grid inside the cel
 decodes to the centre of its (sub-)cell, so the error is at most half a (sub-)cell per axis.
 
 Naming a point with one token is far easier for a model trained from scratch than
-emitting digits (../shared/DESIGN.md §3: a pointer over ~16 px cells reached 1.00 on
+emitting digits (in the project's early runs a pointer over ~16 px cells reached 1.00 on
 MiniWoB click-test where x/y classes reached 0.72). Forms::
 
     click(<loc_517>)   long_press(<loc_3><fine_12>)   swipe(<loc_40>, <loc_8>)
