@@ -97,7 +97,7 @@ def evaluate_domain(agent: Any, config: RLConfig, domain: str, out: Path, progre
     rollout = config.domains[domain]
     recording, agent.record = agent.record, False
     try:
-        return evaluate(EvalConfig(env=rollout.env, tasks=list(rollout.tasks), episodes=rollout.eval_episodes,
+        return evaluate(EvalConfig(env=rollout.env, tasks=list(rollout.tasks) or ["all"], episodes=rollout.eval_episodes,
                                    out=str(out), split="test", seed=config.seed, env_config=dict(rollout.env_config),
                                    domain=domain, agent_options=dict(rollout.eval_decoding), workers=config.workers,
                                    progress=progress), agent=agent)
@@ -165,9 +165,6 @@ def run(config: RLConfig, progress: bool = True) -> dict[str, Any]:
     out = Path(config.output_dir)
     check_same_run(out, config)  # on every process: none waits for one that stopped
     accelerator.wait_for_everyone()
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(config, out / "config.yaml")
     tasks = {}
     for domain, rollout in config.domains.items():
         spec = get_spec(rollout.env)
@@ -175,14 +172,16 @@ def run(config: RLConfig, progress: bool = True) -> dict[str, Any]:
         if missing:
             raise RLError(f"domains.{domain}.env: {rollout.env!r} cannot run here: missing {', '.join(missing)}; "
                           f"install with: {spec.install_hint()}")
-        tasks[domain] = resolve_tasks(rollout.env, list(rollout.tasks))
-        rollout.tasks = tasks[domain]
+        tasks[domain] = resolve_tasks(rollout.env, list(rollout.tasks) or ["all"])
 
     device = accelerator.device if torch.cuda.is_available() else None
     agent = Agent.from_pretrained(config.init, device=str(device) if device is not None else None, record=True)
     unknown = [d for d in config.domains if d not in agent.settings.domains]
     if unknown:
         raise RLError(f"domains: the model has no domain {unknown[0]!r} (its domains: {agent.settings.names})")
+    if main:  # written once the run can start: a mistyped init leaves no run behind to be refused
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(config, out / "config.yaml")
     pointer_domain = next((d for d, s in agent.settings.domains.items() if s.output == "pointer"), None)
     parameters = trainable_parameters(agent.model, list(config.domains), agent.settings.names, pointer_domain,
                                       config.train_shared)
