@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from ..fileio import write_text_atomic
-from ..training.config import ConfigError, _build, _help_of, apply_overrides
+from ..training.config import ConfigError, _build, _help_of, read_config
 
 ALGORITHMS = ("ppo", "grpo")
 ROLLOUT_SPLITS = ("train", "validation")
@@ -156,16 +156,7 @@ def config_help() -> dict[str, str]:
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RLConfig:
     """The config of a YAML file with ``key=value`` overrides applied (dotted keys for nested values)."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as err:
-            raise ConfigError(f"{path}: not a valid YAML config: {err}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: a config file holds a mapping of keys to values")
-    data = apply_overrides(data, list(overrides))
-    where = str(path) if path else "config"
+    data, where = read_config(path, overrides)
     domains = data.pop("domains", None) or {}
     if not isinstance(domains, dict):
         raise ConfigError(f"{where}.domains: a mapping of model domains to their environments, e.g. "

@@ -26,6 +26,7 @@ class Demonstrations:
             folder_state,
             processor_state,
         )
+        from ..training.loop import canonical_order
 
         self.agent, self.config = agent, config
         settings = agent.settings.domains
@@ -35,7 +36,7 @@ class Demonstrations:
         items = [i for i in items if i.domain in domains]
         if not items:
             raise ValueError(f"sft_data holds no record of the RL domains {domains}")
-        items.sort(key=lambda i: (i.source, i.episode, i.step, i.file, i.line))
+        items = canonical_order(items)
         prompts = {settings[d].system_prompt for d in domains}
         system = "none" if prompts == {""} else next(iter(prompts)) if len(prompts) == 1 else "sample"
         heads = {d: a for d, a in agent.adapters.items() if not a.writes_answer}

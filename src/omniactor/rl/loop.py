@@ -47,8 +47,9 @@ RESUMABLE_CHANGES = ("iterations", "save_every", "keep_checkpoints", "evaluate_b
 
 
 def complete_checkpoints(out: Path) -> list[Path]:
-    found = [p for p in out.glob(f"{CHECKPOINT_PREFIX}*") if (p / STATE_FILE).exists() and "tmp" not in p.name]
-    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+    from ..training.loop import complete_checkpoints as complete
+
+    return complete(out, STATE_FILE)
 
 
 def save_checkpoint(out: Path, learner: Learner, iteration: int, keep: int) -> Path:

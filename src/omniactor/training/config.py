@@ -342,8 +342,9 @@ def to_plain(config: TrainConfig) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(config).items() if k not in FLAT_KEYS}
 
 
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
-    """The config of a YAML file (or the defaults) with overrides applied."""
+def read_config(path: str | Path | None, overrides: list[str] = ()) -> tuple[dict[str, Any], str]:
+    """The plain data of a YAML config file (none: empty) with ``key=value`` overrides applied, and
+    the name its messages use for it."""
     data: dict[str, Any] = {}
     if path is not None:
         try:
@@ -353,8 +354,12 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         data = loaded or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a config file holds a mapping of keys to values")
-    data = apply_overrides(data, list(overrides))
-    where = str(path) if path else "config"
+    return apply_overrides(data, list(overrides)), str(path) if path else "config"
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """The config of a YAML file (or the defaults) with overrides applied."""
+    data, where = read_config(path, overrides)
     if data.get("action_tokenizers") is not None:  # a partial mapping overrides the defaults per domain
         merged = {d: dict(v) for d, v in DEFAULT_TOKENIZERS.items()}
         given_tokenizers = data["action_tokenizers"] or {}

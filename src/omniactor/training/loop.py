@@ -251,8 +251,9 @@ def apply_lora(model: Any, settings: dict[str, Any], new_token_ids: list[int]) -
 # ---------------------------------------------------------------------------- checkpoints
 
 
-def complete_checkpoints(output_dir: Path) -> list[Path]:
-    found = [p for p in output_dir.glob(f"{CHECKPOINT_PREFIX}*") if (p / STATE_FILE).exists() and "tmp" not in p.name]
+def complete_checkpoints(output_dir: Path, state_file: str = STATE_FILE) -> list[Path]:
+    """The complete ``checkpoint-N`` folders (their ``state_file`` written last), oldest first."""
+    found = [p for p in output_dir.glob(f"{CHECKPOINT_PREFIX}*") if (p / state_file).exists() and "tmp" not in p.name]
     return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
 
 
