@@ -5,9 +5,13 @@ of a real checkpoint) is served by a real ``omniactor serve`` process on a loopb
 
 - **in process, one by one**: ``Agent.act`` on the same requests, one after another (the
   baseline a user without a server would have);
+- **in process, batched**: at 16 clients, each step of all 16 in one ``act_batch`` call: the
+  most the server's batching can gain on this machine (it is the same call);
 - **through the server**: 1, 4, 16 and 64 concurrent clients, each with its own session and a
   fixed number of acts, stopping by itself. Per level: throughput, p50/p99 latency, errors and
-  the mean batch size the server formed (from its ``/metrics``);
+  the mean batch size the server formed (from its ``/metrics``). At 1 and 16 clients the
+  in-process and server runs alternate over ``--rounds`` rounds, so that the machine's slow
+  spells fall on both sides of the comparison;
 - **soak**: ``--soak`` acts from 16 clients; the server's resident memory after the first
   tenth and at the end.
 
@@ -91,20 +95,32 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def in_process(agent: Any, clients: int, per_client: int) -> dict[str, float]:
+def in_process(agent: Any, clients: int, per_client: int, batched: bool = False) -> dict[str, float]:
     """The same acts as ``clients`` clients of ``per_client`` acts each (their domains, images and
-    growing histories), one by one in this process: the clients' steps interleaved."""
+    growing histories) in this process: one by one, the clients' steps interleaved, or (``batched``)
+    each step of all clients in one ``act_batch`` call, the most a server's batching can reach."""
     work = [requests_for(i, per_client) for i in range(clients)]
     episodes = [agent.start("do the task", w[0][0]) for w in work]
     latencies = []
     started = time.perf_counter()
     for step in range(per_client):
+        if batched:
+            t = time.perf_counter()
+            agent.act_batch(episodes, [requests[step][1] for requests in work])
+            latencies += [time.perf_counter() - t] * clients
+            continue
         for episode, requests in zip(episodes, work):
             t = time.perf_counter()
             agent.act_batch([episode], [requests[step][1]])
             latencies.append(time.perf_counter() - t)
-    seconds = time.perf_counter() - started
-    return {"clients": clients, "requests": len(latencies), "throughput": len(latencies) / seconds,
+    return {"latencies": latencies, "seconds": time.perf_counter() - started}
+
+
+def summary(runs: list[dict[str, Any]], clients: int) -> dict[str, Any]:
+    """One row from runs of one kind (rounds pooled): throughput over all their acts and seconds."""
+    latencies = [x for run in runs for x in run["latencies"]]
+    return {"clients": clients, "requests": len(latencies), "rounds": len(runs),
+            "throughput": len(latencies) / sum(run["seconds"] for run in runs),
             "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000}
 
 
@@ -155,18 +171,27 @@ def load(url: str, clients: int, per_client: int) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     after = batch_totals(monitor)
     monitor.close()
-    batches = after[1] - before[1]
-    return {"clients": clients, "requests": clients * per_client, "errors": len(errors),
-            "first_errors": errors[:3], "throughput": len(latencies) / seconds,
-            "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
-            "mean_batch": (after[0] - before[0]) / batches if batches else float("nan")}
+    return {"latencies": latencies, "seconds": seconds, "errors": errors,
+            "batched_acts": after[0] - before[0], "batches": after[1] - before[1]}
+
+
+def served(runs: list[dict[str, Any]], clients: int) -> dict[str, Any]:
+    """``summary`` of server runs, with their errors and the mean batch the server formed."""
+    row = summary(runs, clients)
+    errors = [e for run in runs for e in run["errors"]]
+    batches = sum(run["batches"] for run in runs)
+    row.update(requests=row["requests"] + len(errors), errors=len(errors), first_errors=errors[:3],
+               mean_batch=sum(run["batched_acts"] for run in runs) / batches if batches else float("nan"))
+    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", default="1,4,16,64", help="concurrency levels")
     parser.add_argument("--requests", type=int, default=256, help="acts per level (split over its clients)")
-    parser.add_argument("--baseline", type=int, default=64, help="acts one by one in process (per compared level)")
+    parser.add_argument("--baseline", type=int, default=128, help="acts in process per compared level (1 and 16)")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="the compared levels alternate in-process and server runs over this many rounds")
     parser.add_argument("--soak", type=int, default=10_000, help="acts of the memory soak (16 clients)")
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--max-wait-ms", type=float, default=1.0)
@@ -174,8 +199,10 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="(kept for `make bench`; the last line is JSON anyway)")
     args = parser.parse_args()
     if args.quick:
-        args.requests, args.baseline, args.soak, args.clients = 32, 16, 64, "1,4,16"
+        args.requests, args.baseline, args.rounds, args.soak, args.clients = 32, 32, 2, 64, "1,4,16"
     levels = [int(c) for c in args.clients.split(",")]
+    compared = sorted({1, 16} & set(levels))
+    rounds = max(1, args.rounds)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         checkpoint = make_checkpoint(root)
@@ -183,26 +210,41 @@ def main() -> None:
 
         agent = Agent.from_pretrained(checkpoint)
         in_process(agent, 1, 2)  # warm-up
-        baseline = {n: in_process(agent, n, max(1, args.baseline // n)) for n in sorted({1, 16} & set(levels) or {1})}
-        del agent
-        for n, row in baseline.items():
-            print(f"in process, one by one, the acts of {n} client(s): {row['throughput']:.1f} acts/s, "
-                  f"p50 {row['p50_ms']:.1f} ms")
         process, url = start_server(checkpoint, root, args.max_batch, args.max_wait_ms)
         try:
             load(url, 1, 4)  # warm-up
-            rows = []
+            rows, baseline, ceiling = [], {}, {}
             for clients in levels:
-                row = load(url, clients, max(1, args.requests // clients))
+                # one round: the level's acts in process (one by one; at 16 also batched), then through the
+                # server, so that a slow spell of the machine falls on both sides
+                per_round = rounds if clients in compared else 1
+                local, local_batched, remote = [], [], []
+                for _ in range(per_round):
+                    if clients in compared:
+                        acts = max(1, args.baseline // per_round // clients)
+                        local.append(in_process(agent, clients, acts))
+                        if clients > 1:
+                            local_batched.append(in_process(agent, clients, acts, batched=True))
+                    remote.append(load(url, clients, max(1, args.requests // per_round // clients)))
+                row = served(remote, clients)
                 rows.append(row)
-                reference = baseline.get(clients, baseline[min(baseline)])
-                print(f"{clients:>3} clients: {row['throughput']:7.1f} acts/s ({row['throughput'] / reference['throughput']:.2f}x "
-                      f"in process)  p50 {row['p50_ms']:7.1f} ms  p99 {row['p99_ms']:7.1f} ms  errors {row['errors']}  "
-                      f"mean batch {row['mean_batch']:.1f}")
+                line = (f"{clients:>3} clients: {row['throughput']:7.1f} acts/s  p50 {row['p50_ms']:7.1f} ms  "
+                        f"p99 {row['p99_ms']:7.1f} ms  errors {row['errors']}  mean batch {row['mean_batch']:.1f}")
+                if local:
+                    baseline[clients] = summary(local, clients)
+                    line += (f"\n     in process, one by one: {baseline[clients]['throughput']:7.1f} acts/s  "
+                             f"p50 {baseline[clients]['p50_ms']:7.1f} ms  -> server {row['throughput'] / baseline[clients]['throughput']:.2f}x")
+                if local_batched:
+                    ceiling[clients] = summary(local_batched, clients)
+                    line += (f"\n     in process, {clients} per act_batch (the batching ceiling): "
+                             f"{ceiling[clients]['throughput']:7.1f} acts/s "
+                             f"({ceiling[clients]['throughput'] / baseline[clients]['throughput']:.2f}x one by one)")
+                print(line, flush=True)
+            del agent
             soak_clients = 16
-            first = load(url, soak_clients, max(1, args.soak // 10 // soak_clients))
+            first = served([load(url, soak_clients, max(1, args.soak // 10 // soak_clients))], soak_clients)
             rss_first = rss_mb(process.pid)
-            rest = load(url, soak_clients, max(1, (args.soak - args.soak // 10) // soak_clients))
+            rest = served([load(url, soak_clients, max(1, (args.soak - args.soak // 10) // soak_clients))], soak_clients)
             rss_last = rss_mb(process.pid)
             print(f"soak: {first['requests'] + rest['requests']} acts, errors {first['errors'] + rest['errors']}, "
                   f"server memory {rss_first:.0f} MB after {first['requests']} -> {rss_last:.0f} MB at the end")
@@ -212,10 +254,12 @@ def main() -> None:
     one = next((r for r in rows if r["clients"] == 1), None)
     sixteen = next((r for r in rows if r["clients"] == 16), None)
     result = {
-        "benchmark": "serve", "cpu_count": os.cpu_count(), "baseline_in_process": list(baseline.values()), "levels": rows,
+        "benchmark": "serve", "cpu_count": os.cpu_count(), "rounds": rounds,
+        "in_process_one_by_one": list(baseline.values()), "in_process_batched": list(ceiling.values()), "levels": rows,
         "latency_overhead_1_client": one["p50_ms"] / baseline[1]["p50_ms"] - 1 if one and 1 in baseline else None,
         "throughput_ratio_16_clients": sixteen["throughput"] / baseline[16]["throughput"]
         if sixteen and 16 in baseline else None,
+        "batching_ceiling_16": ceiling[16]["throughput"] / baseline[16]["throughput"] if 16 in ceiling else None,
         "errors": sum(r["errors"] for r in rows) + first["errors"] + rest["errors"],
         "soak": {"requests": first["requests"] + rest["requests"], "rss_mb_after_first_tenth": rss_first,
                  "rss_mb_at_end": rss_last, "growth_mb": rss_last - rss_first},

@@ -35,7 +35,7 @@ MAX_HISTORY = 256
 @dataclass
 class ServeConfig:
     max_batch: int = 16
-    max_wait_ms: float = 1.0
+    max_wait_ms: float = 10.0
     max_sessions: int = 1024
     session_idle_s: float = 600.0
     max_body_bytes: int = 8 * 1024 * 1024
@@ -197,12 +197,12 @@ def build_app(agent: Any, config: ServeConfig) -> Any:
             raise RequestError(422, f"the body must be a JSON object, got {type(data).__name__}")
         return data
 
-    async def act(episode: Any, seen: dict[str, Any]) -> dict[str, Any]:
+    async def act(episode: Any, seen: dict[str, Any], session: str | None = None) -> dict[str, Any]:
         """One act of ``episode``: the model acts on a copy, and the action joins the episode's history
         only once it is answered, so a failed or abandoned act leaves the history as it was."""
         started = time.perf_counter()
         metrics.queue_depth.set(batcher.depth + 1)
-        done = await batcher.act(Episode(episode.instruction, episode.domain, list(episode.actions)), seen)
+        done = await batcher.act(Episode(episode.instruction, episode.domain, list(episode.actions)), seen, session)
         metrics.queue_depth.set(batcher.depth)
         if done.error is not None:
             metrics.failures.labels("error").inc()
@@ -270,7 +270,7 @@ def build_app(agent: Any, config: ServeConfig) -> Any:
         async with session.lock:
             if store.sessions.get(key) is not session:  # deleted while this act waited for the lock
                 raise RequestError(404, f"session {key[:40]!r}: deleted while the act waited")
-            return await act(session.episode, seen)
+            return await act(session.episode, seen, session.id)
 
     async def session_route(request: Any) -> Any:
         key = request.path_params["id"]
