@@ -212,3 +212,25 @@ def test_each_domain_may_have_its_own_learning_rates():
             assert rate == 1e-3, name
         else:
             assert ".experts.grid_world." in name and rate == config.learning_rate, name
+
+
+def test_ppo_normalises_advantages_per_domain():
+    """Returns 1000x apart in scale (Meta-World's shaped reward beside a 0/1 outcome): each domain's
+    advantages still reach mean 0 and std 1 over its own steps, and each domain reports the explained
+    variance of its own values."""
+    agent = build_agent()
+    config = config_for("arm")
+    config.domains = {"arm": RolloutConfig(env="metaworld"), "grid_world": RolloutConfig(env="babyai")}
+    learner = Learner(agent, config, {})
+    batches = [rollouts(agent, "arm", seed=1), rollouts(agent, "grid_world", seed=2)]
+    for trajectory in batches[0].trajectories:
+        for step in trajectory.steps:
+            step.reward *= 1000.0
+    prepared = {b.domain: learner._prepare(b) for b in batches}
+    learner._normalise(prepared)
+    for domain, items in prepared.items():
+        advantages = torch.tensor([i.advantage for i in items], dtype=torch.float64)
+        assert float(advantages.mean()) == pytest.approx(0.0, abs=1e-9), domain
+        assert float(advantages.std(unbiased=False)) == pytest.approx(1.0, abs=1e-6), domain
+    statistics = learner._statistics(prepared, {})
+    assert {"explained_variance", "explained_variance/arm", "explained_variance/grid_world"} <= statistics.keys()

@@ -9,8 +9,8 @@
    (``TokenSequence``). The final hidden state at the answer position feeds the value head.
 2. **Advantages**: PPO runs GAE on the environment's rewards with a value head per domain
    (``models.adapters.ValueHead``, on the detached hidden state, and the standardised state with
-   ``value_state``; a truncated episode bootstraps from the value of the state it reached), normalised over
-   all processes' steps. GRPO normalises each episode's return within its group (the
+   ``value_state``; a truncated episode bootstraps from the value of the state it reached), normalised per domain
+   over all processes' steps. GRPO normalises each episode's return within its group (the
    ``group_size`` rollouts of one task seed) and needs no critic.
 3. **Epochs of minibatches**: each step lands in a minibatch by a hash of (seed, iteration,
    epoch, episode, step), so the partition is the same on one process or several. Each
@@ -300,16 +300,23 @@ class Learner:
                 position += len(trajectory.steps)
         return items
 
-    def _normalise(self, items: list[_Item]) -> None:
-        """PPO's advantages to mean 0, std 1 over every process's steps."""
-        advantages = torch.tensor([i.advantage for i in items], dtype=torch.float64)
-        totals = self.collective.sum(torch.stack([advantages.sum(), (advantages ** 2).sum(),
-                                                  torch.tensor(float(len(items)), dtype=torch.float64)]))
-        count = max(float(totals[2]), 1.0)
-        mean = float(totals[0]) / count
-        std = math.sqrt(max(float(totals[1]) / count - mean ** 2, 0.0))
-        for item in items:
-            item.advantage = (item.advantage - mean) / (std + 1e-8)
+    def _normalise(self, prepared: dict[str, list[_Item]]) -> None:
+        """PPO's advantages to mean 0, std 1 per domain, over every process's steps of it. Per domain
+        because their returns differ in scale and length (Meta-World's shaped reward over 120 steps,
+        MiniWoB++'s one outcome after 2): pooled, the largest would set every domain's step size."""
+        domains = list(self.config.domains)  # the same order on every process
+        moments = []
+        for domain in domains:
+            advantages = torch.tensor([i.advantage for i in prepared.get(domain, [])], dtype=torch.float64)
+            moments += [advantages.sum(), (advantages ** 2).sum(), torch.tensor(float(len(advantages)),
+                                                                                dtype=torch.float64)]
+        totals = self.collective.sum(torch.stack(moments)).view(len(domains), 3).tolist()
+        for domain, (total, squares, count) in zip(domains, totals):
+            count = max(count, 1.0)
+            mean = total / count
+            std = math.sqrt(max(squares / count - mean ** 2, 0.0))
+            for item in prepared.get(domain, []):
+                item.advantage = (item.advantage - mean) / (std + 1e-8)
 
     def minibatch_of(self, iteration: int, epoch: int, item: _Item) -> int:
         digest = hashlib.sha256(f"{self.config.seed}/{iteration}/{epoch}/{item.key}/{item.index}".encode()).digest()
@@ -322,7 +329,7 @@ class Learner:
         self.model.train(False)  # no dropout: the scores must match the rollouts'
         prepared = {b.domain: self._prepare(b) for b in batches}
         if config.algorithm == "ppo":
-            self._normalise([i for items in prepared.values() for i in items])
+            self._normalise(prepared)
         warming = config.algorithm == "ppo" and iteration < config.value_warmup
         sums: dict[str, float] = {}
         if self.value_heads is not None:
@@ -410,17 +417,24 @@ class Learner:
                     "value_loss": max(summed.pop("value_scored", 0.0), 1.0)}
         scored = max(summed.pop("scored", 0.0), 1.0)
         out = {k: v / divisors.get(k, scored) for k, v in summed.items()}
-        if self.value_heads is not None:
-            items = [i for items in prepared.values() for i in items]
-            returns = torch.tensor([i.value_return for i in items], dtype=torch.float64)
-            values = torch.tensor([i.old_value for i in items], dtype=torch.float64)
-            moments = self.collective.sum(torch.stack([returns.sum(), (returns ** 2).sum(), (returns - values).sum(),
-                                                       ((returns - values) ** 2).sum(),
-                                                       torch.tensor(float(len(items)), dtype=torch.float64)]))
-            n = max(float(moments[4]), 1.0)
-            variance = float(moments[1]) / n - (float(moments[0]) / n) ** 2
-            residual = float(moments[3]) / n - (float(moments[2]) / n) ** 2
-            out["explained_variance"] = 1.0 - residual / variance if variance > 1e-12 else float("nan")
+        if self.value_heads is not None:  # of the values before the update, per domain and over all
+            domains = list(self.config.domains)
+            moments = []
+            for domain in domains:
+                items = prepared.get(domain, [])
+                returns = torch.tensor([i.value_return for i in items], dtype=torch.float64)
+                values = torch.tensor([i.old_value for i in items], dtype=torch.float64)
+                moments += [returns.sum(), (returns ** 2).sum(), (returns - values).sum(),
+                            ((returns - values) ** 2).sum(), torch.tensor(float(len(items)), dtype=torch.float64)]
+            per_domain = self.collective.sum(torch.stack(moments)).view(len(domains), 5)
+            for name, row in [*zip(domains, per_domain), (None, per_domain.sum(0))]:
+                if row[4] < 1:
+                    continue
+                n = float(row[4])
+                variance = float(row[1]) / n - (float(row[0]) / n) ** 2
+                residual = float(row[3]) / n - (float(row[2]) / n) ** 2
+                key = "explained_variance" if name is None else f"explained_variance/{name}"
+                out[key] = 1.0 - residual / variance if variance > 1e-12 else float("nan")
         return out
 
     # -- checkpoints -----------------------------------------------------------------------
