@@ -71,5 +71,5 @@ def test_quick_demo_collects_trains_evaluates_and_reports_end_to_end(tmp_path, c
     assert {env: r["episodes"] for env, r in after.items()} == {"miniwob": 4, "metaworld": 2, "babyai": 2}
     assert set(results["domains"]["gui"]) == {"trained", "untrained", "after RL", "expert"}
     metrics = [json.loads(line) for line in (tmp_path / "rl" / "metrics.jsonl").read_text().splitlines()]
-    assert {"success/gui", "success/embodied", "success/discrete"} <= set(metrics[0])
+    assert {"success/gui", "success/embodied", "success/discrete", "sft_loss"} <= set(metrics[0])  # GEA's SFT term
     assert "## Online RL" in (tmp_path / "report.md").read_text() and (tmp_path / "rl" / "rl.png").exists()
