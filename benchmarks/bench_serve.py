@@ -57,14 +57,14 @@ def make_checkpoint(root: Path) -> Path:
     return root / "run" / "final"
 
 
-def start_server(checkpoint: Path, root: Path, max_batch: int, max_wait_ms: float) -> tuple[Any, str]:
+def start_server(checkpoint: Path, root: Path, max_batch: int, max_wait_ms: float | None) -> tuple[Any, str]:
     token_file = root / "token"
     token_file.write_text(TOKEN)
     token_file.chmod(0o600)
     process = subprocess.Popen(
         [sys.executable, "-m", "omniactor.cli", "serve", "--checkpoint", str(checkpoint), "--port", "0",
-         "--token-file", str(token_file), "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms),
-         "--max-sessions", "4096"], stdout=subprocess.PIPE, text=True)
+         "--token-file", str(token_file), "--max-batch", str(max_batch), "--max-sessions", "4096",
+         *(["--max-wait-ms", str(max_wait_ms)] if max_wait_ms is not None else [])], stdout=subprocess.PIPE, text=True)
     line = process.stdout.readline()
     url = line.split(" on ", 1)[1].split()[0]
     import httpx
@@ -189,17 +189,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", default="1,4,16,64", help="concurrency levels")
     parser.add_argument("--requests", type=int, default=256, help="acts per level (split over its clients)")
-    parser.add_argument("--baseline", type=int, default=128, help="acts in process per compared level (1 and 16)")
     parser.add_argument("--rounds", type=int, default=4,
                         help="the compared levels alternate in-process and server runs over this many rounds")
     parser.add_argument("--soak", type=int, default=10_000, help="acts of the memory soak (16 clients)")
     parser.add_argument("--max-batch", type=int, default=64)
-    parser.add_argument("--max-wait-ms", type=float, default=1.0)
+    parser.add_argument("--max-wait-ms", type=float, default=None, help="the server's batching window (default: its own)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few requests, a short soak")
     parser.add_argument("--json", action="store_true", help="(kept for `make bench`; the last line is JSON anyway)")
     args = parser.parse_args()
     if args.quick:
-        args.requests, args.baseline, args.rounds, args.soak, args.clients = 32, 32, 2, 64, "1,4,16"
+        args.requests, args.rounds, args.soak, args.clients = 32, 2, 64, "1,4,16"
     levels = [int(c) for c in args.clients.split(",")]
     compared = sorted({1, 16} & set(levels))
     rounds = max(1, args.rounds)
@@ -216,16 +215,17 @@ def main() -> None:
             rows, baseline, ceiling = [], {}, {}
             for clients in levels:
                 # one round: the level's acts in process (one by one; at 16 also batched), then through the
-                # server, so that a slow spell of the machine falls on both sides
+                # server, so that the machine's slow spells fall on both sides; both sides run the same acts
+                # (images, domains and growing histories)
                 per_round = rounds if clients in compared else 1
+                acts = max(1, args.requests // per_round // clients)
                 local, local_batched, remote = [], [], []
                 for _ in range(per_round):
                     if clients in compared:
-                        acts = max(1, args.baseline // per_round // clients)
                         local.append(in_process(agent, clients, acts))
                         if clients > 1:
                             local_batched.append(in_process(agent, clients, acts, batched=True))
-                    remote.append(load(url, clients, max(1, args.requests // per_round // clients)))
+                    remote.append(load(url, clients, acts))
                 row = served(remote, clients)
                 rows.append(row)
                 line = (f"{clients:>3} clients: {row['throughput']:7.1f} acts/s  p50 {row['p50_ms']:7.1f} ms  "
