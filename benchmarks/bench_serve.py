@@ -18,7 +18,7 @@ of a real checkpoint, answering with short actions as a trained agent does) is s
 Goals: 0 errors; at 1 client the server adds at most 15% latency; at 16 clients throughput
 is at least 3x one-by-one in process; memory flat over the soak.
 
-    python benchmarks/bench_serve.py --json                  # the full run (~10 min on 2 cores)
+    python benchmarks/bench_serve.py --json                  # the full run (~15 min on 2 cores)
     python benchmarks/bench_serve.py --quick --json          # a smoke run
 
 The last printed line is one JSON object.
@@ -192,8 +192,8 @@ def served(runs: list[dict[str, Any]], clients: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", default="1,4,16,64", help="concurrency levels")
-    parser.add_argument("--requests", type=int, default=256, help="acts per level (split over its clients)")
-    parser.add_argument("--rounds", type=int, default=4,
+    parser.add_argument("--requests", type=int, default=512, help="acts per level (split over its clients)")
+    parser.add_argument("--rounds", type=int, default=2,
                         help="the compared levels alternate in-process and server runs over this many rounds")
     parser.add_argument("--soak", type=int, default=10_000, help="acts of the memory soak (16 clients)")
     parser.add_argument("--max-batch", type=int, default=64)
@@ -202,7 +202,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="(kept for `make bench`; the last line is JSON anyway)")
     args = parser.parse_args()
     if args.quick:
-        args.requests, args.rounds, args.soak, args.clients = 32, 2, 64, "1,4,16"
+        args.requests, args.rounds, args.soak, args.clients = 64, 2, 64, "1,4,16"
     levels = [int(c) for c in args.clients.split(",")]
     compared = sorted({1, 16} & set(levels))
     rounds = max(1, args.rounds)

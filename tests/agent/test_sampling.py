@@ -52,3 +52,19 @@ def test_the_episode_seed_and_the_agents_seed_choose_the_stream(sampling_agent):
         assert len(set(draws("a"))) > 1  # a random head spreads its samples over the actions
     finally:
         sampling_agent.set_decoding(do_sample=True, top_k=8, seed=0)
+
+
+def test_a_mixed_batch_generates_once_per_domain(sampling_agent, monkeypatch):
+    """A generation pads every prompt to the longest and decodes to the longest answer: each domain's
+    rows go in their own, so no row pays for another domain's longer prompt or answer."""
+    calls = []
+    answer = sampling_agent.answer
+
+    def spy(requests, generators=None):
+        calls.append([r[0] for r in requests])
+        return answer(requests, generators)
+
+    monkeypatch.setattr(sampling_agent, "answer", spy)
+    play(sampling_agent, list(range(2 * len(DOMAINS))))
+    assert calls and all(len(set(domains)) == 1 for domains in calls)
+    assert len(calls) == STEPS * len({d for domains in calls for d in domains})

@@ -35,7 +35,7 @@ MAX_HISTORY = 256
 @dataclass
 class ServeConfig:
     max_batch: int = 16
-    max_wait_ms: float = 10.0
+    max_wait_ms: float = 50.0
     max_sessions: int = 1024
     session_idle_s: float = 600.0
     max_body_bytes: int = 8 * 1024 * 1024
