@@ -88,3 +88,22 @@ def test_without_a_window_the_clients_settle_into_batches_that_take_turns():
     sizes, _ = run(clients=8, acts=6, max_wait_ms=0)
     assert sum(sizes) == 48 and sizes[:2] == [1, 7]
     assert any(size < 8 for size in sizes[1:-1]), sizes
+
+
+def test_a_closed_session_is_not_waited_for():
+    async def main() -> list[float]:
+        batcher = Batcher(TimedModel(), max_batch=64, max_wait_ms=500)
+        batcher.start()
+        try:
+            await asyncio.gather(batcher.act("a", {}, caller="a"), batcher.act("b", {}, caller="b"))
+            batcher.forget("b")  # b's session was closed; a acts on alone
+            latencies = []
+            for _ in range(2):
+                started = time.perf_counter()
+                await batcher.act("a", {}, caller="a")
+                latencies.append(time.perf_counter() - started)
+            return latencies
+        finally:
+            await batcher.stop()
+
+    assert max(asyncio.run(main())) < MODEL_S + 0.25

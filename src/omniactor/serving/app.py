@@ -277,6 +277,7 @@ def build_app(agent: Any, config: ServeConfig) -> Any:
         try:
             if request.method == "DELETE":
                 store.delete(key)
+                batcher.forget(key)
                 metrics.sessions.set(len(store))
                 return JSONResponse({"deleted": key})
             return JSONResponse(described(store.get(key)))
@@ -338,6 +339,7 @@ def build_app(agent: Any, config: ServeConfig) -> Any:
                         reply = await act_in_session(field(data, "session", str), data)
                     elif kind == "close":
                         store.delete(field(data, "session", str))
+                        batcher.forget(data["session"])
                         reply = {"deleted": data["session"]}
                     elif kind == "info":
                         reply = await info(ws)

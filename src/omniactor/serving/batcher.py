@@ -103,6 +103,11 @@ class Batcher:
                 if not pending.future.done():
                     pending.future.set_result(done)
 
+    def forget(self, caller: str) -> None:
+        """``caller`` will not come back (its session was closed): no batch waits for it."""
+        for callers in self.recent:
+            callers.discard(caller)
+
     async def _gather(self, loop: asyncio.AbstractEventLoop) -> list[Pending]:
         """The next batch: the first act, everything queued, and the expected callers still to come
         back (the sessions of the last two batches), for at most ``max_wait`` after the first."""
