@@ -300,18 +300,23 @@ class Learner:
                 position += len(trajectory.steps)
         return items
 
+    def _summed_per_domain(self, prepared: dict[str, list[_Item]], moments: Any) -> torch.Tensor:
+        """``moments(items)`` (a list of float64 scalars) of each configured domain's steps, summed over
+        processes in one call: a (domains, moments) tensor, rows in the config's order (the same on
+        every process, whatever each one collected)."""
+        rows = [torch.stack(moments(prepared.get(domain, []))) for domain in self.config.domains]
+        return self.collective.sum(torch.stack(rows))
+
     def _normalise(self, prepared: dict[str, list[_Item]]) -> None:
         """PPO's advantages to mean 0, std 1 per domain, over every process's steps of it. Per domain
         because their returns differ in scale and length (Meta-World's shaped reward over 120 steps,
         MiniWoB++'s one outcome after 2): pooled, the largest would set every domain's step size."""
-        domains = list(self.config.domains)  # the same order on every process
-        moments = []
-        for domain in domains:
-            advantages = torch.tensor([i.advantage for i in prepared.get(domain, [])], dtype=torch.float64)
-            moments += [advantages.sum(), (advantages ** 2).sum(), torch.tensor(float(len(advantages)),
-                                                                                dtype=torch.float64)]
-        totals = self.collective.sum(torch.stack(moments)).view(len(domains), 3).tolist()
-        for domain, (total, squares, count) in zip(domains, totals):
+        def moments(items: list[_Item]) -> list[torch.Tensor]:
+            advantages = torch.tensor([i.advantage for i in items], dtype=torch.float64)
+            return [advantages.sum(), (advantages ** 2).sum(), torch.tensor(float(len(items)), dtype=torch.float64)]
+
+        for domain, (total, squares, count) in zip(self.config.domains,
+                                                   self._summed_per_domain(prepared, moments).tolist()):
             count = max(count, 1.0)
             mean = total / count
             std = math.sqrt(max(squares / count - mean ** 2, 0.0))
@@ -418,16 +423,14 @@ class Learner:
         scored = max(summed.pop("scored", 0.0), 1.0)
         out = {k: v / divisors.get(k, scored) for k, v in summed.items()}
         if self.value_heads is not None:  # of the values before the update, per domain and over all
-            domains = list(self.config.domains)
-            moments = []
-            for domain in domains:
-                items = prepared.get(domain, [])
+            def moments(items: list[_Item]) -> list[torch.Tensor]:
                 returns = torch.tensor([i.value_return for i in items], dtype=torch.float64)
                 values = torch.tensor([i.old_value for i in items], dtype=torch.float64)
-                moments += [returns.sum(), (returns ** 2).sum(), (returns - values).sum(),
-                            ((returns - values) ** 2).sum(), torch.tensor(float(len(items)), dtype=torch.float64)]
-            per_domain = self.collective.sum(torch.stack(moments)).view(len(domains), 5)
-            for name, row in [*zip(domains, per_domain), (None, per_domain.sum(0))]:
+                return [returns.sum(), (returns ** 2).sum(), (returns - values).sum(), ((returns - values) ** 2).sum(),
+                        torch.tensor(float(len(items)), dtype=torch.float64)]
+
+            per_domain = self._summed_per_domain(prepared, moments)
+            for name, row in [*zip(self.config.domains, per_domain), (None, per_domain.sum(0))]:
                 if row[4] < 1:
                     continue
                 n = float(row[4])
