@@ -49,7 +49,7 @@ def test_a_run_writes_its_outputs_and_leaves_the_other_domains_bit_identical(tmp
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["iteration"] for m in metrics] == [0, 1]
     for key in ("success/discrete", "return/discrete", "episode_length/discrete", "policy_loss", "value_loss",
-                "entropy", "approx_kl", "clip_fraction", "explained_variance", "rollout_s", "update_s", "sft_loss"):
+                "entropy", "approx_kl", "clip_fraction", "explained_variance", "rollout_s", "rollout_s/discrete", "update_s", "sft_loss"):
         assert key in metrics[0], key
     assert metrics[0]["episodes/discrete"] == 2
     assert result["domains"]["discrete"]["before"]["episodes"] == 1

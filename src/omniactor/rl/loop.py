@@ -242,6 +242,7 @@ def run(config: RLConfig, progress: bool = True) -> dict[str, Any]:
                                       "warmup": config.algorithm == "ppo" and iteration < config.value_warmup}
             for batch in batches:
                 record.update({f"{k}/{batch.domain}": v for k, v in domain_metrics(batch, collective).items()})
+                record[f"rollout_s/{batch.domain}"] = round(batch.seconds, 2)  # this process's, as rollout_s
             record["env_steps_per_s"] = round(sum(record[f"env_steps/{d}"] for d in config.domains)
                                               / max(rollout_s, 1e-9), 2)
             if main:
