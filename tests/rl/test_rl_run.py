@@ -90,7 +90,9 @@ def run_cli(overrides):
 def test_a_run_killed_mid_way_resumes_to_the_parameters_of_a_straight_run(tmp_path, trained_checkpoint):
     require("babyai")
     checkpoint, _ = trained_checkpoint
-    extra = {"iterations": 3}
+    # two levels shared by their failures: the outcomes so far must survive the kill as well
+    extra = {"iterations": 3, "task_sampling": "failures", "domains.discrete.tasks": "[GoToRedBall, GoToLocal]",
+             "domains.discrete.episodes": 3}
     straight = run_cli(settings(checkpoint, tmp_path / "straight", **extra))
     assert straight.wait(timeout=600) == 0, straight.stdout.read()
 
@@ -113,6 +115,9 @@ def test_a_run_killed_mid_way_resumes_to_the_parameters_of_a_straight_run(tmp_pa
     assert [m["iteration"] for m in lines] == [0, 1, 2]  # an iteration run twice is recorded once
     same = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
     assert [m["return/discrete"] for m in lines] == [m["return/discrete"] for m in same]
+    tasks = [{k: v for k, v in m.items() if k.startswith("episodes/discrete/")} for m in lines]
+    assert tasks == [{k: v for k, v in m.items() if k.startswith("episodes/discrete/")} for m in same]
+    assert all(sum(t.values()) == 3 for t in tasks)
 
 
 def test_a_resumed_run_with_other_settings_is_refused(tmp_path, trained_checkpoint):

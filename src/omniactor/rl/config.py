@@ -22,6 +22,7 @@ from ..training.config import ConfigError, _build, _help_of, read_config
 
 ALGORITHMS = ("ppo", "grpo")
 ROLLOUT_SPLITS = ("train", "validation")
+TASK_SAMPLING = ("uniform", "failures")
 
 
 @dataclass
@@ -67,6 +68,9 @@ class RLConfig:
     """rollout + update rounds"""
     workers: int = 2
     """environment processes per domain (per process)"""
+    task_sampling: str = "uniform"
+    """how a domain's rollout episodes are shared among its tasks: uniform (in turn) | failures (in
+    proportion to each task's failure rate in the earlier rollouts; at least one episode each)"""
     seed: int = 0
     """seed of the rollout seeds, the sampling streams, the value heads and the minibatches"""
     temperature: float = 1.0
@@ -125,6 +129,8 @@ class RLConfig:
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
             raise ConfigError(f"algorithm: {self.algorithm!r} is not one of {list(ALGORITHMS)}")
+        if self.task_sampling not in TASK_SAMPLING:
+            raise ConfigError(f"task_sampling: {self.task_sampling!r} is not one of {list(TASK_SAMPLING)}")
         for domain, rollout in self.domains.items():
             where = f"domains.{domain}"
             if not rollout.env:

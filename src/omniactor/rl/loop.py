@@ -35,6 +35,7 @@ import torch
 from ..fileio import JsonLinesAppender, read_json_lines, write_text_atomic
 from .config import RLConfig, save_config, to_plain
 from .learner import Collective, Learner, RLError, trainable_parameters
+from .rollout import TaskOutcomes
 
 CHECKPOINT_PREFIX = "checkpoint-"
 STATE_FILE = "rl_state.json"
@@ -52,13 +53,15 @@ def complete_checkpoints(out: Path) -> list[Path]:
     return complete(out, STATE_FILE)
 
 
-def save_checkpoint(out: Path, learner: Learner, iteration: int, keep: int) -> Path:
+def save_checkpoint(out: Path, learner: Learner, iteration: int, keep: int,
+                    outcomes: dict[str, TaskOutcomes] | None = None) -> Path:
     final = out / f"{CHECKPOINT_PREFIX}{iteration:06d}"
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     torch.save({**learner.state_dict(), "torch_rng": torch.random.get_rng_state()}, tmp / "learner.pt")
-    (tmp / STATE_FILE).write_text(json.dumps({"iteration": iteration}))
+    (tmp / STATE_FILE).write_text(json.dumps({"iteration": iteration, "task_outcomes": {
+        domain: o.counts for domain, o in (outcomes or {}).items()}}))
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     for old in complete_checkpoints(out)[:-keep]:
@@ -66,11 +69,14 @@ def save_checkpoint(out: Path, learner: Learner, iteration: int, keep: int) -> P
     return final
 
 
-def load_checkpoint(path: Path, learner: Learner) -> int:
+def load_checkpoint(path: Path, learner: Learner) -> tuple[int, dict[str, TaskOutcomes]]:
+    """The iteration a checkpoint was saved after, and each domain's rollout outcomes so far."""
     state = torch.load(path / "learner.pt", map_location="cpu", weights_only=False)
     learner.load_state_dict(state)
     torch.random.set_rng_state(state["torch_rng"])
-    return int(json.loads((path / STATE_FILE).read_text())["iteration"])
+    saved = json.loads((path / STATE_FILE).read_text())
+    outcomes = {domain: TaskOutcomes(counts) for domain, counts in saved.get("task_outcomes", {}).items()}
+    return int(saved["iteration"]), outcomes
 
 
 def check_same_run(out: Path, config: RLConfig) -> None:
@@ -138,6 +144,13 @@ def apply_lora(model: Any, settings: dict[str, Any], parameters: dict[str, Any])
     return peft_model, trainable
 
 
+def task_metrics(batch: Any, tasks: list[str], collective: Collective) -> dict[str, tuple[float, float]]:
+    """Per task of the domain: its rollout episodes and successes this iteration, over every process."""
+    counts = batch.task_counts()
+    totals = collective.sum(torch.tensor([counts.get(t, (0, 0)) for t in tasks], dtype=torch.float64)).tolist()
+    return {task: (episodes, successes) for task, (episodes, successes) in zip(tasks, totals) if episodes}
+
+
 def domain_metrics(batch: Any, collective: Collective) -> dict[str, float]:
     """Success, return and length of a domain's rollouts, over every process."""
     trajectories = batch.trajectories
@@ -203,9 +216,11 @@ def run(config: RLConfig, progress: bool = True) -> dict[str, Any]:
     accelerator.wait_for_everyone()
 
     start = 0
+    outcomes = {d: TaskOutcomes() for d in config.domains}
     checkpoints = complete_checkpoints(out)
     if checkpoints:
-        start = load_checkpoint(checkpoints[-1], learner)
+        start, saved = load_checkpoint(checkpoints[-1], learner)
+        outcomes.update(saved)
         accelerator.print(f"resuming from {checkpoints[-1]} (iteration {start})")
     if main:  # the metrics of iterations after the checkpoint are computed again
         kept, _ = read_json_lines(out / METRICS_FILE)
@@ -228,7 +243,8 @@ def run(config: RLConfig, progress: bool = True) -> dict[str, Any]:
             agent.set_decoding(do_sample=True, temperature=config.temperature, top_k=top_k, seed=config.seed)
             batches = []
             for domain, rollout in config.domains.items():
-                jobs = plan_iteration(config, rollout, tasks[domain], iteration, collective.rank, collective.world)
+                jobs = plan_iteration(config, rollout, tasks[domain], iteration, collective.rank, collective.world,
+                                      outcomes[domain])
                 folder = out / "rollouts" / f"iter-{iteration:06d}" / (domain if collective.world == 1
                                                                          else f"{domain}-rank{collective.rank}")
                 batches.append(collect(agent, domain, rollout, jobs, workers[domain], folder))
@@ -243,6 +259,11 @@ def run(config: RLConfig, progress: bool = True) -> dict[str, Any]:
             for batch in batches:
                 record.update({f"{k}/{batch.domain}": v for k, v in domain_metrics(batch, collective).items()})
                 record[f"rollout_s/{batch.domain}"] = round(batch.seconds, 2)  # this process's, as rollout_s
+                per_task = task_metrics(batch, tasks[batch.domain], collective)
+                outcomes[batch.domain].add(per_task)
+                for task, (episodes, successes) in per_task.items():
+                    record[f"episodes/{batch.domain}/{task}"] = episodes
+                    record[f"success/{batch.domain}/{task}"] = successes / episodes
             record["env_steps_per_s"] = round(sum(record[f"env_steps/{d}"] for d in config.domains)
                                               / max(rollout_s, 1e-9), 2)
             if main:
@@ -256,7 +277,7 @@ def run(config: RLConfig, progress: bool = True) -> dict[str, Any]:
             bar.update(1)
             done = iteration + 1
             if main and (done % config.save_every == 0 or done == config.iterations):
-                save_checkpoint(out, learner, done, config.keep_checkpoints)
+                save_checkpoint(out, learner, done, config.keep_checkpoints, outcomes)
             accelerator.wait_for_everyone()
     finally:
         bar.close()

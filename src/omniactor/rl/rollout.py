@@ -14,6 +14,14 @@ Seeds: iteration ``i`` of a domain with ``E`` episodes runs the split's episode 
 ``E / G`` seeds each run ``G`` times, each run sampling from its own stream (``sample``).
 Each process takes its share of the jobs (GRPO: whole groups), so N processes run the same
 episodes as one.
+
+Tasks: by default (``task_sampling: uniform``) the episodes go to the tasks in turn. With
+``task_sampling: failures`` an iteration's episodes go to the tasks in proportion to their
+estimated failure rate (``failure_weighted_tasks``): a task the agent already solves teaches little, and
+under GRPO a group whose rollouts all succeed has no advantage at all. Each task keeps at least
+one episode (group) while there are as many as tasks, so its estimate stays current. The
+estimate is Laplace-smoothed over the earlier iterations' rollouts, each iteration's counts
+weighing half as much as the next one's (``TaskOutcomes``), so iteration 0 is uniform.
 """
 
 from __future__ import annotations
@@ -64,17 +72,65 @@ class Trajectory:
         return sum(step.reward for step in self.steps)
 
 
+#: how much an iteration's rollout outcomes count, per iteration since, in the task weights
+OUTCOME_DECAY = 0.5
+
+
+@dataclass
+class TaskOutcomes:
+    """Per task, the decayed count of rollout episodes and successes so far (over all processes)."""
+
+    counts: dict[str, list[float]] = field(default_factory=dict)  # task -> [episodes, successes]
+
+    def add(self, new: dict[str, tuple[float, float]]) -> None:
+        for task in set(self.counts) | set(new):
+            episodes, successes = self.counts.get(task, (0.0, 0.0))
+            got = new.get(task, (0.0, 0.0))
+            self.counts[task] = [OUTCOME_DECAY * episodes + got[0], OUTCOME_DECAY * successes + got[1]]
+
+    def failure_rate(self, task: str) -> float:
+        """Laplace-smoothed: 0.5 for a task with no episodes yet."""
+        episodes, successes = self.counts.get(task, (0.0, 0.0))
+        return 1.0 - (successes + 1.0) / (episodes + 2.0)
+
+
+def failure_weighted_tasks(tasks: list[str], groups: int, outcomes: TaskOutcomes) -> list[str]:
+    """The task of each of ``groups`` groups: at least one per task while ``groups >= len(tasks)``,
+    the rest in proportion to the failure rates (largest remainder, ties to the earlier task),
+    interleaved task by task."""
+    rates = [outcomes.failure_rate(t) for t in tasks]
+    floor = 1 if groups >= len(tasks) else 0
+    spare = groups - floor * len(tasks)
+    total = sum(rates)
+    shares = [spare * r / total for r in rates]
+    counts = [floor + int(share) for share in shares]
+    by_remainder = sorted(range(len(tasks)), key=lambda i: (-(shares[i] - int(shares[i])), i))
+    for i in by_remainder[:groups - sum(counts)]:
+        counts[i] += 1
+    order: list[str] = []
+    while len(order) < groups:
+        for i, task in enumerate(tasks):
+            if counts[i]:
+                order.append(task)
+                counts[i] -= 1
+    return order
+
+
 def plan_iteration(config: RLConfig, rollout: RolloutConfig, tasks: list[str], iteration: int, rank: int = 0,
-                   world: int = 1) -> list[RolloutJob]:
-    """This process's share of the iteration's episodes (see the module docstring)."""
+                   world: int = 1, outcomes: TaskOutcomes | None = None) -> list[RolloutJob]:
+    """This process's share of the iteration's episodes (see the module docstring); ``outcomes``:
+    the domain's rollout outcomes so far, which ``task_sampling: failures`` weighs the tasks by."""
     from ..data.collect import episode_seed
 
     group_size = config.group_size if config.algorithm == "grpo" else 1
     groups = rollout.episodes // group_size
+    chosen = None
+    if config.task_sampling == "failures":
+        chosen = failure_weighted_tasks(tasks, groups, outcomes or TaskOutcomes())
     jobs = []
     for g in range(groups):
         index = iteration * groups + g
-        task = tasks[index % len(tasks)]  # over the iterations, every task in turn
+        task = chosen[g] if chosen else tasks[index % len(tasks)]  # uniform: over the iterations, every task in turn
         seed = episode_seed(config.seed, rollout.split, index)
         jobs.extend(RolloutJob(task, index, seed, group=index, sample=s) for s in range(group_size))
     return [job for job in jobs if job.group % world == rank]
@@ -132,6 +188,14 @@ class RolloutBatch:
     @property
     def steps(self) -> int:
         return sum(len(t.steps) for t in self.trajectories)
+
+    def task_counts(self) -> dict[str, tuple[int, int]]:
+        """Per task: this process's finished episodes and successes."""
+        counts: dict[str, tuple[int, int]] = {}
+        for trajectory in self.trajectories:
+            episodes, successes = counts.get(trajectory.job.task, (0, 0))
+            counts[trajectory.job.task] = (episodes + 1, successes + int(trajectory.success))
+        return counts
 
 
 def collect(agent: Any, domain: str, rollout: RolloutConfig, jobs: list[RolloutJob], workers: list[EnvWorker],
