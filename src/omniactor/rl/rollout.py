@@ -83,7 +83,7 @@ class TaskOutcomes:
     counts: dict[str, list[float]] = field(default_factory=dict)  # task -> [episodes, successes]
 
     def add(self, new: dict[str, tuple[float, float]]) -> None:
-        for task in set(self.counts) | set(new):
+        for task in sorted(set(self.counts) | set(new)):
             episodes, successes = self.counts.get(task, (0.0, 0.0))
             got = new.get(task, (0.0, 0.0))
             self.counts[task] = [OUTCOME_DECAY * episodes + got[0], OUTCOME_DECAY * successes + got[1]]
