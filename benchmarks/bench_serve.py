@@ -1,7 +1,8 @@
 """The policy server under load, against the same agent in process, in one run.
 
 A tiny-preset checkpoint (``omniactor train``, 60 steps on the example dataset: the code path
-of a real checkpoint, answering with short actions as a trained agent does) is served by a real ``omniactor serve`` process on a loopback port. Then:
+of a real checkpoint, answering with short actions as a trained agent does) is served by a
+real ``omniactor serve`` process on a loopback port. Then:
 
 - **in process, one by one**: ``Agent.act`` on the same requests, one after another (the
   baseline a user without a server would have);

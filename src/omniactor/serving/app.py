@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from .batcher import Batcher
+from .batcher import DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_MS, Batcher
 from .codec import MAX_PIXELS, RequestError, decode_image, decode_state, field
 from .sessions import SessionStore
 
@@ -34,8 +34,8 @@ MAX_HISTORY = 256
 
 @dataclass
 class ServeConfig:
-    max_batch: int = 16
-    max_wait_ms: float = 50.0
+    max_batch: int = DEFAULT_MAX_BATCH
+    max_wait_ms: float = DEFAULT_MAX_WAIT_MS
     max_sessions: int = 1024
     session_idle_s: float = 600.0
     max_body_bytes: int = 8 * 1024 * 1024

@@ -44,8 +44,14 @@ class Done:
     batch_size: int = 0
 
 
+#: the server's defaults (``omniactor serve --max-batch / --max-wait-ms``)
+DEFAULT_MAX_BATCH = 16
+DEFAULT_MAX_WAIT_MS = 50.0
+
+
 class Batcher:
-    def __init__(self, agent: Any, max_batch: int = 16, max_wait_ms: float = 50.0, on_batch: Any = None,
+    def __init__(self, agent: Any, max_batch: int = DEFAULT_MAX_BATCH, max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
+                 on_batch: Any = None,
                  max_queue: int = 1024):
         self.agent, self.max_batch, self.max_wait = agent, max(1, max_batch), max_wait_ms / 1000
         self.on_batch = on_batch  # called with each batch's size

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ..errors import OmniactorError
+from .batcher import DEFAULT_MAX_BATCH, DEFAULT_MAX_WAIT_MS
 
 
 class ServeError(OmniactorError, ValueError):
@@ -83,8 +84,8 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> None:
                                                            "--token-file)")
     serve.add_argument("--port", type=int, default=8000, help="port (0: a free one, printed)")
     serve.add_argument("--token-file", help="file holding the bearer token every route but /healthz requires")
-    serve.add_argument("--max-batch", type=int, default=16, help="most acts in one model call")
-    serve.add_argument("--max-wait-ms", type=float, default=50.0,
+    serve.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH, help="most acts in one model call")
+    serve.add_argument("--max-wait-ms", type=float, default=DEFAULT_MAX_WAIT_MS,
                        help="the longest a batch waits for the sessions of the last batches to come back (a lone "
                             "client never waits; acts that arrive while the model works join the next batch anyway)")
     serve.add_argument("--max-sessions", type=int, default=1024, help="most open sessions")
