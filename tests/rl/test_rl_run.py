@@ -38,7 +38,8 @@ def test_a_run_writes_its_outputs_and_leaves_the_other_domains_bit_identical(tmp
 
     checkpoint, data = trained_checkpoint
     config = load_config(None, settings(checkpoint, tmp_path / "rl", **{"domains.discrete.eval_episodes": 1,
-                                                                         "sft_coef": 0.1, "sft_data": f"[{data}]"}))
+                                                                         "sft_coef": 0.1, "sft_data": f"[{data}]",
+                                                                         "expert_coef": 0.5}))
     result = run(config, progress=False)
     out = tmp_path / "rl"
     for name in ("config.yaml", "metrics.jsonl", "report.md", "results.json", "rl.png", "final/agent.json",
@@ -49,9 +50,10 @@ def test_a_run_writes_its_outputs_and_leaves_the_other_domains_bit_identical(tmp
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["iteration"] for m in metrics] == [0, 1]
     for key in ("success/discrete", "return/discrete", "episode_length/discrete", "policy_loss", "value_loss",
-                "entropy", "approx_kl", "clip_fraction", "explained_variance", "rollout_s", "rollout_s/discrete", "update_s", "sft_loss"):
+                "entropy", "approx_kl", "clip_fraction", "explained_variance", "rollout_s", "rollout_s/discrete", "update_s", "sft_loss", "expert_loss"):
         assert key in metrics[0], key
     assert metrics[0]["episodes/discrete"] == 2
+    assert metrics[0]["expert_labelled/discrete"] == 1.0  # the BabyAI bot labels every state the agent reaches
     assert result["domains"]["discrete"]["before"]["episodes"] == 1
     before, after = read_state_dict(checkpoint), read_state_dict(out / "final")
     changed = [n for n in before if not torch.equal(before[n], after[n])]

@@ -39,8 +39,8 @@ class ClassificationHeadAdapter(HeadAdapter):
     def model_part(self, llm_tokenizer: Any) -> dict[str, Any]:
         return {"classification_sizes": {self.domain: self.size}}
 
-    def head_target(self, sample: Any) -> torch.Tensor:
-        return torch.tensor([self.action_tokenizer.space.index(sample.action)])
+    def action_target(self, action: Action) -> torch.Tensor:
+        return torch.tensor([self.action_tokenizer.space.index(action)])
 
     def distribution(self, model: Any, final_states: torch.Tensor, state: torch.Tensor | None,
                      temperature: float = 1.0) -> Categorical:

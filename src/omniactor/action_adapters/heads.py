@@ -38,6 +38,13 @@ class HeadAdapter(ActionAdapter):
 
         return head_inputs(model, self.domain, final_states, state)
 
+    def head_target(self, sample: Any) -> torch.Tensor:
+        return self.action_target(sample.action)
+
+    def action_target(self, action: Any) -> torch.Tensor:
+        """The head's training target ``(1, ...)`` for ``action``."""
+        raise NotImplementedError
+
     def head_loss(self, model: Any, final_states: torch.Tensor, state: torch.Tensor | None,
                   target: torch.Tensor) -> torch.Tensor:
         from ..models.adapters import predict_action

@@ -40,11 +40,11 @@ class RegressionHeadAdapter(HeadAdapter):
     def model_part(self, llm_tokenizer: Any) -> dict[str, Any]:
         return {"regression_dims": {self.domain: self.width}}
 
-    def head_target(self, sample: Any) -> torch.Tensor:
+    def action_target(self, action: Action) -> torch.Tensor:
         """The action in ``[-1, 1]`` per dimension, by the domain tokenizer's normaliser."""
         from ..actions.tokenizers.continuous_common import to_unit
 
-        values = np.clip(to_unit(sample.action.as_array(), self.action_tokenizer.normalizer), -1.0, 1.0)
+        values = np.clip(to_unit(action.as_array(), self.action_tokenizer.normalizer), -1.0, 1.0)
         return torch.tensor([values.tolist()], dtype=torch.float32)
 
     def distribution(self, model: Any, final_states: torch.Tensor, state: torch.Tensor | None,

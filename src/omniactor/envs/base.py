@@ -148,6 +148,9 @@ class Expert(abc.ABC):
     """A scripted policy that may read privileged state (``observation.extra``, the env itself).
 
     ``reset(env, observation)`` at the start of each episode; ``act(observation)`` per step.
+    An expert may also label the states another policy reaches (online RL's ``expert_coef``,
+    DAgger): after each of that policy's steps it is told what was done (``follows``) and, while
+    it can go on, asked again.
     """
 
     @abc.abstractmethod
@@ -155,6 +158,14 @@ class Expert(abc.ABC):
 
     @abc.abstractmethod
     def act(self, observation: Observation) -> Action: ...
+
+    def follows(self, taken: Action, suggested: Action) -> bool:
+        """The policy it advises took ``taken`` where it suggested ``suggested``: whether its
+        suggestions for the states that follow still hold. By default only while the policy did
+        what it suggested (a scripted plan assumes its own steps were taken)."""
+        from ..actions import format_action
+
+        return format_action(taken) == format_action(suggested)
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:

@@ -95,19 +95,59 @@ class Job:
 # ---------------------------------------------------------------------------- environment workers
 
 
-def _portable(observation: Any) -> Any:
-    """The observation without ``extra`` (privileged, possibly unpicklable data the agent never sees)."""
-    return replace(observation, extra={})
+#: the key of a portable observation's ``extra`` that holds the expert's suggested action (``expert_labels``)
+EXPERT_ACTION = "expert_action"
 
 
-def _worker_main(conn: Any, env_name: str, env_config: dict[str, Any]) -> None:
-    """One environment process: commands in, results out, until ``close``."""
+def _portable(observation: Any, suggestion: Any = None) -> Any:
+    """The observation without ``extra`` (privileged, possibly unpicklable data the agent never
+    sees); with ``suggestion``, ``extra`` holds only the expert's action for it (``EXPERT_ACTION``)."""
+    return replace(observation, extra={} if suggestion is None else {EXPERT_ACTION: suggestion})
+
+
+class _Advisor:
+    """The environment's expert beside another policy (``EnvWorker(expert_labels=True)``): its
+    suggestion for each state that policy reaches, while it can give one (``Expert.follows``; an
+    expert that raises gives none for the rest of the episode)."""
+
+    def __init__(self, env_name: str):
+        self.env_name = env_name
+        self.expert: Any = None
+        self.suggestion: Any = None
+
+    def start(self, env: Any, observation: Any) -> Any:
+        from ..envs.registry import make_expert
+
+        self.expert = make_expert(self.env_name, env)
+        self.expert.reset(env, observation)
+        return self._ask(observation)
+
+    def after(self, taken: Any, observation: Any, done: bool) -> Any:
+        """The suggestion for ``observation``, reached by ``taken`` (None: none)."""
+        if self.expert is not None and (done or not self.expert.follows(taken, self.suggestion)):
+            self.expert = None
+        return self._ask(observation)
+
+    def _ask(self, observation: Any) -> Any:
+        self.suggestion = None
+        if self.expert is not None:
+            try:
+                self.suggestion = self.expert.act(observation)
+            except Exception:  # noqa: BLE001 - the expert is lost for this episode; the steps go unlabelled
+                self.expert = None
+        return self.suggestion
+
+
+def _worker_main(conn: Any, env_name: str, env_config: dict[str, Any], expert_labels: bool = False) -> None:
+    """One environment process: commands in, results out, until ``close``. With ``expert_labels``
+    each observation ``reset`` and ``step`` return carries the expert's action for it (``_Advisor``)."""
     from ..data.collect import Job as CollectJob
     from ..data.collect import run_episode
     from ..envs.base import EnvError
     from ..envs.registry import make_env, make_expert
 
     env = None
+    advisor = _Advisor(env_name) if expert_labels else None
     while True:
         try:
             command, args = conn.recv()
@@ -125,7 +165,8 @@ def _worker_main(conn: Any, env_name: str, env_config: dict[str, Any]) -> None:
                     env = make_env(env_name, task, **env_config)
             if command == "reset":
                 observation = env.reset(seed)
-                conn.send(("ok", (_portable(observation), env.max_steps)))
+                suggestion = advisor.start(env, observation) if advisor else None
+                conn.send(("ok", (_portable(observation, suggestion), env.max_steps)))
             elif command == "step":
                 try:
                     result = env.step(args[0])
@@ -134,7 +175,8 @@ def _worker_main(conn: Any, env_name: str, env_config: dict[str, Any]) -> None:
                 except (TypeError, ValueError) as err:
                     conn.send(("refused", f"{type(err).__name__}: {err}"))
                     continue
-                conn.send(("ok", (_portable(result.observation), result.terminated, result.truncated,
+                suggestion = advisor.after(args[0], result.observation, result.done) if advisor else None
+                conn.send(("ok", (_portable(result.observation, suggestion), result.terminated, result.truncated,
                                   result.success, result.reward)))
             elif command == "expert":
                 keep_frames = args[2]
@@ -162,20 +204,22 @@ def _worker_main(conn: Any, env_name: str, env_config: dict[str, Any]) -> None:
 
 
 class EnvWorker:
-    """An environment in its own process (spawned fresh: no inherited threads or GL contexts)."""
+    """An environment in its own process (spawned fresh: no inherited threads or GL contexts).
+    ``expert_labels``: each observation it returns carries its expert's suggested action in
+    ``extra[EXPERT_ACTION]`` while the expert can give one (online RL's ``expert_coef``)."""
 
     #: a command that takes longer than this (a frozen browser or simulator) counts as a dead environment
     TIMEOUT_S = 600.0
 
-    def __init__(self, env_name: str, env_config: dict[str, Any]):
-        self.env_name, self.env_config = env_name, env_config
+    def __init__(self, env_name: str, env_config: dict[str, Any], expert_labels: bool = False):
+        self.env_name, self.env_config, self.expert_labels = env_name, env_config, expert_labels
         self.start()
 
     def start(self) -> None:
         context = mp.get_context("spawn")
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_worker_main, args=(child, self.env_name, self.env_config),
-                                       daemon=True)
+        self.process = context.Process(target=_worker_main,
+                                       args=(child, self.env_name, self.env_config, self.expert_labels), daemon=True)
         self.process.start()
         child.close()
 
@@ -446,10 +490,11 @@ class _Slot:
 
 class StepHooks:
     """What a caller of the agent loop (``_run_agent``) sees besides the finished episodes: online RL
-    keeps each step's answer and reward. ``started`` is called again when a dead environment's
-    episode runs again from its seed (the steps before belong to no episode)."""
+    keeps each step's answer and reward. ``started`` gets the episode's first observation; it is
+    called again when a dead environment's episode runs again from its seed (the steps before
+    belong to no episode)."""
 
-    def started(self, job: Job) -> None:
+    def started(self, job: Job, observation: Any) -> None:
         pass
 
     def stepped(self, job: Job, episode: Any, answer: Any, reward: float, terminated: bool, truncated: bool,
@@ -488,7 +533,7 @@ def _run_agent(config: EvalConfig, agent: Any, domain: str, workers: list[EnvWor
                 observation, max_steps = payload
                 # the episode samples from its own stream (task and seed): not from the batch it lands in
                 slot = _Slot(job, agent.start(observation.instruction, domain, seed=job.key), observation, max_steps)
-                hooks.started(job)
+                hooks.started(job, observation)
                 if recorder.wants_frames(job):
                     slot.frames.append(observation.image)
                 slots[w] = slot

@@ -95,6 +95,9 @@ class RLConfig:
     """dataset folders of demonstrations for the SFT term (the RL domains' records are used)"""
     sft_batch_size: int = 8
     """demonstration samples per minibatch for the SFT term"""
+    expert_coef: float = 0.0
+    """weight of the SFT loss toward the environment's scripted expert on the rollouts' own states
+    (DAgger: the expert labels each state the agent reaches, in the environment process; 0: off)"""
     group_size: int = 4
     """grpo: rollouts per task seed (each domain's episodes must be a multiple of it)"""
     epochs: int = 2
@@ -146,6 +149,8 @@ class RLConfig:
         for key in ("iterations", "workers", "epochs", "value_epochs", "minibatches", "group_size", "save_every", "keep_checkpoints"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}: must be at least 1")
+        if self.expert_coef < 0 or self.sft_coef < 0:
+            raise ConfigError("expert_coef and sft_coef: weights of a loss, at least 0")
         if self.sft_coef and not self.sft_data:
             raise ConfigError("sft_coef > 0 needs sft_data: the demonstration folders (e.g. the SFT run's data)")
 

@@ -52,7 +52,7 @@ from .rollout import RolloutBatch, Trajectory
 HEAD_CHUNK = 16
 #: the sums an update reports (reduced over processes in this order)
 STATISTICS = ("policy_loss", "entropy", "clip_fraction", "approx_kl", "kl_to_start", "scored", "value_loss",
-              "value_scored", "sft_loss", "sft_batches")
+              "value_scored", "sft_loss", "sft_batches", "expert_loss", "expert_scored")
 
 
 class RLError(OmniactorError, RuntimeError):
@@ -134,6 +134,7 @@ class _Item:
     old_value: float = 0.0
     reference_log_prob: float = 0.0
     features: torch.Tensor | None = None  # the value head's input, from the scoring pass before the update
+    expert_action: Any = None  # the environment's expert's action for this step's state (expert_coef)
 
 
 class Learner:
@@ -258,7 +259,8 @@ class Learner:
     # -- advantages ------------------------------------------------------------------------
     def _prepare(self, batch: RolloutBatch) -> list[_Item]:
         """The domain's steps with their old values (PPO), reference log-probs (KL), advantages and returns."""
-        items = [_Item(s.record, t.job.key, s.index, s.record.log_prob) for t in batch.trajectories for s in t.steps]
+        items = [_Item(s.record, t.job.key, s.index, s.record.log_prob, expert_action=s.expert_action)
+                 for t in batch.trajectories for s in t.steps]
         if not items:
             return items
         if self.value_heads is not None or self.reference is not None:
@@ -406,6 +408,12 @@ class Learner:
             kl = delta.exp() - delta - 1.0
             loss = loss + config.kl_coef * kl.sum()
             sums["kl_to_start"] = sums.get("kl_to_start", 0.0) + float(kl.detach().sum())
+        labelled = [k for k, item in enumerate(chunk) if item.expert_action is not None]
+        if config.expert_coef and labelled:
+            expert = self.expert_losses([chunk[k] for k in labelled], scored.hidden[labelled])
+            loss = loss + config.expert_coef * expert.sum()
+            sums["expert_loss"] = sums.get("expert_loss", 0.0) + float(expert.detach().sum())
+            sums["expert_scored"] = sums.get("expert_scored", 0.0) + len(labelled)
         (loss / total).backward()
         sums["policy_loss"] = sums.get("policy_loss", 0.0) + float(losses.detach().sum())
         sums["entropy"] = sums.get("entropy", 0.0) + float(scored.entropies.detach().sum())
@@ -413,13 +421,43 @@ class Learner:
         sums["approx_kl"] = sums.get("approx_kl", 0.0) + float(approx_kl.sum())
         sums["scored"] = sums.get("scored", 0.0) + len(chunk)
 
+    def expert_losses(self, items: Sequence[_Item], hidden: torch.Tensor) -> torch.Tensor:
+        """Per step ``(N,)``, the SFT loss toward the expert's action in the state the agent acted in:
+        a head's own loss (MSE, cross-entropy) on the hidden state its act was scored from, an
+        answer's mean cross-entropy over the expert's answer tokens (end-of-turn included)."""
+        from ..models.adapters import set_state
+        from ..models.chat import extend_with_answer
+
+        domain = items[0].record.domain
+        adapter = self.agent.adapters[domain]
+        if not adapter.writes_answer:
+            state = torch.cat([i.record.state for i in items]).to(self.device) if items[0].record.state is not None \
+                else None
+            return torch.stack([adapter.head_loss(self.model, hidden[k:k + 1], None if state is None else state[k:k + 1],
+                                                  adapter.action_target(item.expert_action))
+                                for k, item in enumerate(items)])
+        losses = []
+        with self.agent._routed([domain], self.model):
+            for item in items:
+                record = item.record
+                inputs = {k: v.to(self.device) for k, v in record.inputs.items()}
+                if record.state is not None:
+                    set_state(self.model, record.state.to(self.device))
+                prompt_length = inputs["input_ids"].shape[1]
+                ids = adapter.answer_ids(item.expert_action, self.agent.tokenizer, self.agent.end_id)
+                answer = torch.tensor([ids], dtype=torch.long, device=self.device)
+                logits = self.model(**extend_with_answer(inputs, answer)).logits[0, prompt_length - 1:-1]
+                losses.append(nn.functional.cross_entropy(logits.float(), answer[0]))
+        return torch.stack(losses)
+
     def _statistics(self, prepared: dict[str, list[_Item]], sums: dict[str, float]) -> dict[str, float]:
         """Means over every process's scored steps; the explained variance of the old values."""
         keys = STATISTICS  # the same list on every process, whatever each one scored
         totals = self.collective.sum(torch.tensor([sums.get(k, 0.0) for k in keys], dtype=torch.float64)).tolist()
         summed = {k: v for k, v in zip(keys, totals) if k in sums or v}
         divisors = {"sft_loss": max(summed.pop("sft_batches", 0.0), 1.0),
-                    "value_loss": max(summed.pop("value_scored", 0.0), 1.0)}
+                    "value_loss": max(summed.pop("value_scored", 0.0), 1.0),
+                    "expert_loss": max(summed.pop("expert_scored", 0.0), 1.0)}
         scored = max(summed.pop("scored", 0.0), 1.0)
         out = {k: v / divisors.get(k, scored) for k, v in summed.items()}
         if self.value_heads is not None:  # of the values before the update, per domain and over all

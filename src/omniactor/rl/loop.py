@@ -151,16 +151,21 @@ def task_metrics(batch: Any, tasks: list[str], collective: Collective) -> dict[s
     return {task: (episodes, successes) for task, (episodes, successes) in zip(tasks, totals) if episodes}
 
 
-def domain_metrics(batch: Any, collective: Collective) -> dict[str, float]:
-    """Success, return and length of a domain's rollouts, over every process."""
+def domain_metrics(batch: Any, collective: Collective, expert_labels: bool = False) -> dict[str, float]:
+    """Success, return and length of a domain's rollouts, over every process (and the share of
+    steps the expert labelled, with ``expert_labels``)."""
     trajectories = batch.trajectories
     totals = collective.sum(torch.tensor([
         len(trajectories), sum(t.success for t in trajectories), sum(t.episode_return for t in trajectories),
-        sum(len(t.steps) for t in trajectories), batch.restarts, batch.env_failures], dtype=torch.float64)).tolist()
+        sum(len(t.steps) for t in trajectories), batch.restarts, batch.env_failures, batch.expert_labelled],
+        dtype=torch.float64)).tolist()
     episodes = max(totals[0], 1.0)
-    return {"episodes": totals[0], "success": totals[1] / episodes, "return": totals[2] / episodes,
-            "episode_length": totals[3] / episodes, "env_steps": totals[3], "env_restarts": totals[4],
-            "env_failures": totals[5]}
+    metrics = {"episodes": totals[0], "success": totals[1] / episodes, "return": totals[2] / episodes,
+               "episode_length": totals[3] / episodes, "env_steps": totals[3], "env_restarts": totals[4],
+               "env_failures": totals[5]}
+    if expert_labels:
+        metrics["expert_labelled"] = totals[6] / max(totals[3], 1.0)  # the share of steps the expert labelled
+    return metrics
 
 
 def run(config: RLConfig, progress: bool = True) -> dict[str, Any]:
@@ -232,8 +237,8 @@ def run(config: RLConfig, progress: bool = True) -> dict[str, Any]:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out / "tensorboard"))
-    workers = {d: [EnvWorker(r.env, dict(r.env_config)) for _ in range(config.workers)]
-               for d, r in config.domains.items()}
+    workers = {d: [EnvWorker(r.env, dict(r.env_config), expert_labels=bool(config.expert_coef))
+                   for _ in range(config.workers)] for d, r in config.domains.items()}
     bar = tqdm(total=config.iterations, initial=start, desc=f"rl ({config.algorithm})", unit="it",
                disable=not (progress and main), dynamic_ncols=True)
     top_k = int(agent.vocab_size)  # the whole distribution: the sampled policy is the one scored
@@ -257,7 +262,8 @@ def run(config: RLConfig, progress: bool = True) -> dict[str, Any]:
                                       "update_share": round(update_s / max(update_s + rollout_s, 1e-9), 3),
                                       "warmup": config.algorithm == "ppo" and iteration < config.value_warmup}
             for batch in batches:
-                record.update({f"{k}/{batch.domain}": v for k, v in domain_metrics(batch, collective).items()})
+                record.update({f"{k}/{batch.domain}": v
+                               for k, v in domain_metrics(batch, collective, bool(config.expert_coef)).items()})
                 record[f"rollout_s/{batch.domain}"] = round(batch.seconds, 2)  # this process's, as rollout_s
                 per_task = task_metrics(batch, tasks[batch.domain], collective)
                 outcomes[batch.domain].add(per_task)

@@ -33,7 +33,17 @@ from pathlib import Path
 from typing import Any
 
 from ..action_adapters import ActRecord
-from ..evaluation.online import EnvWorker, EvalConfig, Job, Recorder, StepHooks, _run_agent, cpu_threads_beside
+from ..actions import Action
+from ..evaluation.online import (
+    EXPERT_ACTION,
+    EnvWorker,
+    EvalConfig,
+    Job,
+    Recorder,
+    StepHooks,
+    _run_agent,
+    cpu_threads_beside,
+)
 from .config import RLConfig, RolloutConfig
 
 
@@ -54,6 +64,7 @@ class Step:
     terminated: bool
     truncated: bool
     index: int  # the step's place in its episode
+    expert_action: Action | None = None  # what the environment's expert would have done here (expert_coef)
 
 
 @dataclass
@@ -137,14 +148,17 @@ def plan_iteration(config: RLConfig, rollout: RolloutConfig, tasks: list[str], i
 
 
 class _Keeper(StepHooks):
-    """Each episode's steps as the loop reports them; a re-started episode starts over."""
+    """Each episode's steps as the loop reports them, with the expert's label of the state each
+    was taken in when the workers give one; a re-started episode starts over."""
 
     def __init__(self, domain: str, scale: float):
         self.domain, self.scale = domain, scale
         self.running: dict[str, Trajectory] = {}
+        self.suggestion: dict[str, Action | None] = {}  # the expert's action for the state now
 
-    def started(self, job: Job) -> None:
+    def started(self, job: Job, observation: Any) -> None:
         self.running[job.key] = Trajectory(job, self.domain)  # type: ignore[arg-type]
+        self.suggestion[job.key] = observation.extra.get(EXPERT_ACTION)
 
     def stepped(self, job: Job, episode: Any, answer: Any, reward: float, terminated: bool, truncated: bool,
                 observation: Any) -> None:
@@ -152,7 +166,9 @@ class _Keeper(StepHooks):
 
         trajectory = self.running[job.key]
         trajectory.steps.append(Step(answer.record, float(reward) * self.scale, bool(terminated),
-                                     bool(truncated) and not terminated, len(trajectory.steps)))
+                                     bool(truncated) and not terminated, len(trajectory.steps),
+                                     self.suggestion.pop(job.key, None)))
+        self.suggestion[job.key] = observation.extra.get(EXPERT_ACTION)
         if truncated and not terminated:
             images, state = observation_inputs(observation, job.key)
             trajectory.bootstrap = (self.domain, episode.instruction, images, list(episode.actions), state)
@@ -188,6 +204,11 @@ class RolloutBatch:
     @property
     def steps(self) -> int:
         return sum(len(t.steps) for t in self.trajectories)
+
+    @property
+    def expert_labelled(self) -> int:
+        """Steps the environment's expert labelled (``expert_coef``)."""
+        return sum(step.expert_action is not None for t in self.trajectories for step in t.steps)
 
     def task_counts(self) -> dict[str, tuple[int, int]]:
         """Per task: this process's finished episodes and successes."""
