@@ -22,6 +22,10 @@ under GRPO a group whose rollouts all succeed has no advantage at all. Each task
 one episode (group) while there are as many as tasks, so its estimate stays current. The
 estimate is Laplace-smoothed over the earlier iterations' rollouts, each iteration's counts
 weighing half as much as the next one's (``TaskOutcomes``), so iteration 0 is uniform.
+
+Expert labels (``expert_coef``): the workers run the environment's expert beside the agent
+(``EnvWorker(expert_labels=True)``) and return its action with each observation; each ``Step``
+keeps the expert's action for the state it was taken in (None where the expert gave none).
 """
 
 from __future__ import annotations
