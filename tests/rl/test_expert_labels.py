@@ -156,3 +156,17 @@ def test_no_label_no_expert_term():
     learner = Learner(agent, config_for("grid_world", expert_coef=1.0), {})
     statistics = learner.update([rollouts(agent, "grid_world", episodes=2, steps=2)], iteration=0)
     assert "expert_loss" not in statistics
+
+
+def test_a_domain_weighs_its_expert_term_itself():
+    from omniactor.rl.config import RolloutConfig
+
+    agent = build_agent()
+    batch = labelled(rollouts(agent, "grid_world", episodes=2, steps=2), lambda s: LABELS["grid_world"])
+    off = config_for("grid_world", expert_coef=1.0,
+                     domains={"grid_world": RolloutConfig(env="babyai", episodes=4, expert_coef=0.0)})
+    assert off.expert_coef_of("grid_world") == 0.0
+    assert "expert_loss" not in Learner(agent, off, {}).update([batch], iteration=0)
+    on = config_for("grid_world", domains={"grid_world": RolloutConfig(env="babyai", episodes=4, expert_coef=2.0)})
+    assert on.expert_coef_of("grid_world") == 2.0
+    assert "expert_loss" in Learner(agent, on, {}).update([batch], iteration=0)

@@ -44,6 +44,9 @@ class RolloutConfig:
     head_learning_rate: float | None = None
     """learning rate of this domain's action head (None: the run's head_learning_rate); a regression
     head's Gaussian (std 0.1) moves far in log-probability for a small step of its mean"""
+    expert_coef: float | None = None
+    """this domain's weight of the expert-label loss (None: the run's expert_coef); the losses differ
+    in scale (a head's MSE on motions in [-1, 1] is far smaller than a cross-entropy)"""
     reward_scale: float = 1.0
     """the environment's reward is multiplied by this (Meta-World's shaped reward reaches 10 a step)"""
     eval_episodes: int = 20
@@ -129,6 +132,11 @@ class RLConfig:
     keep_checkpoints: int = 2
     """how many of the newest checkpoints to keep"""
 
+    def expert_coef_of(self, domain: str) -> float:
+        """The weight of ``domain``'s expert-label loss (0: its workers label nothing)."""
+        own = self.domains[domain].expert_coef
+        return self.expert_coef if own is None else own
+
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
             raise ConfigError(f"algorithm: {self.algorithm!r} is not one of {list(ALGORITHMS)}")
@@ -149,7 +157,7 @@ class RLConfig:
         for key in ("iterations", "workers", "epochs", "value_epochs", "minibatches", "group_size", "save_every", "keep_checkpoints"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}: must be at least 1")
-        if self.expert_coef < 0 or self.sft_coef < 0:
+        if self.expert_coef < 0 or self.sft_coef < 0 or any((r.expert_coef or 0) < 0 for r in self.domains.values()):
             raise ConfigError("expert_coef and sft_coef: weights of a loss, at least 0")
         if self.sft_coef and not self.sft_data:
             raise ConfigError("sft_coef > 0 needs sft_data: the demonstration folders (e.g. the SFT run's data)")

@@ -409,9 +409,10 @@ class Learner:
             loss = loss + config.kl_coef * kl.sum()
             sums["kl_to_start"] = sums.get("kl_to_start", 0.0) + float(kl.detach().sum())
         labelled = [k for k, item in enumerate(chunk) if item.expert_action is not None]
-        if config.expert_coef and labelled:
+        coefficient = config.expert_coef_of(chunk[0].record.domain)
+        if coefficient and labelled:
             expert = self.expert_losses([chunk[k] for k in labelled], scored.hidden[labelled])
-            loss = loss + config.expert_coef * expert.sum()
+            loss = loss + coefficient * expert.sum()
             sums["expert_loss"] = sums.get("expert_loss", 0.0) + float(expert.detach().sum())
             sums["expert_scored"] = sums.get("expert_scored", 0.0) + len(labelled)
         (loss / total).backward()

@@ -237,7 +237,7 @@ def run(config: RLConfig, progress: bool = True) -> dict[str, Any]:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out / "tensorboard"))
-    workers = {d: [EnvWorker(r.env, dict(r.env_config), expert_labels=bool(config.expert_coef))
+    workers = {d: [EnvWorker(r.env, dict(r.env_config), expert_labels=bool(config.expert_coef_of(d)))
                    for _ in range(config.workers)] for d, r in config.domains.items()}
     bar = tqdm(total=config.iterations, initial=start, desc=f"rl ({config.algorithm})", unit="it",
                disable=not (progress and main), dynamic_ncols=True)
@@ -263,7 +263,8 @@ def run(config: RLConfig, progress: bool = True) -> dict[str, Any]:
                                       "warmup": config.algorithm == "ppo" and iteration < config.value_warmup}
             for batch in batches:
                 record.update({f"{k}/{batch.domain}": v
-                               for k, v in domain_metrics(batch, collective, bool(config.expert_coef)).items()})
+                               for k, v in domain_metrics(batch, collective,
+                                                          bool(config.expert_coef_of(batch.domain))).items()})
                 record[f"rollout_s/{batch.domain}"] = round(batch.seconds, 2)  # this process's, as rollout_s
                 per_task = task_metrics(batch, tasks[batch.domain], collective)
                 outcomes[batch.domain].add(per_task)
