@@ -113,7 +113,7 @@ def test_the_expert_loss_of_a_head_is_its_sft_loss():
     for domain in ("grid_world", "arm"):
         batch = labelled(rollouts(agent, domain, episodes=2, steps=2), lambda s: taken_action(agent, s))
         learner = Learner(agent, config_for(domain, expert_coef=1.0), {})
-        items = learner._prepare(batch)
+        items = learner._prepare(batch)  # the steps, their labels encoded
         scored = learner.score([i.record for i in items], grad=False)
         losses = learner.expert_losses(items, scored.hidden).tolist()
         distributions = agent.score([i.record for i in items])
@@ -141,7 +141,7 @@ def test_the_expert_term_pulls_the_policy_to_the_label(domain):
     learner = Learner(agent, config_for(domain, expert_coef=10.0, algorithm="grpo"), parameters)
 
     def expert_loss():
-        items = learner._prepare(batch)
+        items = learner._prepare(batch)  # the steps, their labels encoded
         with torch.no_grad():
             return float(learner.expert_losses(items, learner.score([i.record for i in items], grad=False).hidden).mean())
 
@@ -170,3 +170,13 @@ def test_a_domain_weighs_its_expert_term_itself():
     on = config_for("grid_world", domains={"grid_world": RolloutConfig(env="babyai", episodes=4, expert_coef=2.0)})
     assert on.expert_coef_of("grid_world") == 2.0
     assert "expert_loss" in Learner(agent, on, {}).update([batch], iteration=0)
+
+
+def test_a_label_the_tokenizer_cannot_encode_is_skipped_and_counted():
+    agent = build_agent()
+    batch = rollouts(agent, "codes", episodes=2, steps=2)
+    labelled(batch, lambda s: DiscreteAction("pickup"))
+    batch.trajectories[0].steps[0].expert_action = Click(Point(0.5, 0.5))  # no click in a BabyAI action space
+    learner = Learner(agent, config_for("codes", expert_coef=1.0), {})
+    statistics = learner.update([batch], iteration=0)
+    assert statistics["expert_unencodable"] == 1 and "expert_loss" in statistics

@@ -52,7 +52,7 @@ from .rollout import RolloutBatch, Trajectory
 HEAD_CHUNK = 16
 #: the sums an update reports (reduced over processes in this order)
 STATISTICS = ("policy_loss", "entropy", "clip_fraction", "approx_kl", "kl_to_start", "scored", "value_loss",
-              "value_scored", "sft_loss", "sft_batches", "expert_loss", "expert_scored")
+              "value_scored", "sft_loss", "sft_batches", "expert_loss", "expert_scored", "expert_unencodable")
 
 
 class RLError(OmniactorError, RuntimeError):
@@ -134,7 +134,7 @@ class _Item:
     old_value: float = 0.0
     reference_log_prob: float = 0.0
     features: torch.Tensor | None = None  # the value head's input, from the scoring pass before the update
-    expert_action: Any = None  # the environment's expert's action for this step's state (expert_coef)
+    expert_target: Any = None  # the expert's action for this step's state, encoded: answer ids or a head's target
 
 
 class Learner:
@@ -159,6 +159,7 @@ class Learner:
             self.value_heads.to(self.device)
             self.value_optimizer = torch.optim.AdamW(self.value_heads.parameters(), lr=config.value_learning_rate,
                                                      weight_decay=0.0)
+        self.expert_unencodable = 0  # expert labels the domain's tokenizer could not encode (skipped)
         self.demonstrations = None
         if config.sft_coef:
             from .demonstrations import Demonstrations
@@ -259,10 +260,13 @@ class Learner:
     # -- advantages ------------------------------------------------------------------------
     def _prepare(self, batch: RolloutBatch) -> list[_Item]:
         """The domain's steps with their old values (PPO), reference log-probs (KL), advantages and returns."""
-        items = [_Item(s.record, t.job.key, s.index, s.record.log_prob, expert_action=s.expert_action)
-                 for t in batch.trajectories for s in t.steps]
+        items = [_Item(s.record, t.job.key, s.index, s.record.log_prob) for t in batch.trajectories for s in t.steps]
         if not items:
             return items
+        if self.config.expert_coef_of(batch.domain):
+            steps = [s for t in batch.trajectories for s in t.steps]
+            for item, step in zip(items, steps):
+                item.expert_target = self.expert_target(batch.domain, step.expert_action)
         if self.value_heads is not None or self.reference is not None:
             for chunk in self._chunks(items):
                 records = [i.record for i in chunk]
@@ -334,11 +338,12 @@ class Learner:
         """Advantages, then ``epochs`` x ``minibatches`` optimizer steps; returns the statistics."""
         config = self.config
         self.model.train(False)  # no dropout: the scores must match the rollouts'
+        self.expert_unencodable = 0
         prepared = {b.domain: self._prepare(b) for b in batches}
         if config.algorithm == "ppo":
             self._normalise(prepared)
         warming = config.algorithm == "ppo" and iteration < config.value_warmup
-        sums: dict[str, float] = {}
+        sums: dict[str, float] = {"expert_unencodable": self.expert_unencodable} if self.expert_unencodable else {}
         if self.value_heads is not None:
             self._update_values(prepared, iteration, sums)
         for epoch in range(0 if warming else config.epochs):
@@ -408,7 +413,7 @@ class Learner:
             kl = delta.exp() - delta - 1.0
             loss = loss + config.kl_coef * kl.sum()
             sums["kl_to_start"] = sums.get("kl_to_start", 0.0) + float(kl.detach().sum())
-        labelled = [k for k, item in enumerate(chunk) if item.expert_action is not None]
+        labelled = [k for k, item in enumerate(chunk) if item.expert_target is not None]
         coefficient = config.expert_coef_of(chunk[0].record.domain)
         if coefficient and labelled:
             expert = self.expert_losses([chunk[k] for k in labelled], scored.hidden[labelled])
@@ -421,6 +426,21 @@ class Learner:
         sums["clip_fraction"] = sums.get("clip_fraction", 0.0) + float(clipped.sum())
         sums["approx_kl"] = sums.get("approx_kl", 0.0) + float(approx_kl.sum())
         sums["scored"] = sums.get("scored", 0.0) + len(chunk)
+
+    def expert_target(self, domain: str, action: Any) -> Any:
+        """The expert's ``action`` as the domain's SFT target: its answer ids (end-of-turn included)
+        or its head's target; None for no label, or one the domain's tokenizer cannot encode
+        (counted in ``expert_unencodable``)."""
+        if action is None:
+            return None
+        adapter = self.agent.adapters[domain]
+        try:
+            if adapter.writes_answer:
+                return adapter.answer_ids(action, self.agent.tokenizer, self.agent.end_id)
+            return adapter.action_target(action)
+        except (ValueError, TypeError, KeyError):  # the action errors of omniactor.actions are ValueErrors
+            self.expert_unencodable += 1
+            return None
 
     def expert_losses(self, items: Sequence[_Item], hidden: torch.Tensor) -> torch.Tensor:
         """Per step ``(N,)``, the SFT loss toward the expert's action in the state the agent acted in:
@@ -435,7 +455,7 @@ class Learner:
             state = torch.cat([i.record.state for i in items]).to(self.device) if items[0].record.state is not None \
                 else None
             return torch.stack([adapter.head_loss(self.model, hidden[k:k + 1], None if state is None else state[k:k + 1],
-                                                  adapter.action_target(item.expert_action))
+                                                  item.expert_target)
                                 for k, item in enumerate(items)])
         losses = []
         with self.agent._routed([domain], self.model):
@@ -445,8 +465,7 @@ class Learner:
                 if record.state is not None:
                     set_state(self.model, record.state.to(self.device))
                 prompt_length = inputs["input_ids"].shape[1]
-                ids = adapter.answer_ids(item.expert_action, self.agent.tokenizer, self.agent.end_id)
-                answer = torch.tensor([ids], dtype=torch.long, device=self.device)
+                answer = torch.tensor([item.expert_target], dtype=torch.long, device=self.device)
                 logits = self.model(**extend_with_answer(inputs, answer)).logits[0, prompt_length - 1:-1]
                 losses.append(nn.functional.cross_entropy(logits.float(), answer[0]))
         return torch.stack(losses)
@@ -460,6 +479,7 @@ class Learner:
                     "value_loss": max(summed.pop("value_scored", 0.0), 1.0),
                     "expert_loss": max(summed.pop("expert_scored", 0.0), 1.0)}
         scored = max(summed.pop("scored", 0.0), 1.0)
+        divisors["expert_unencodable"] = 1.0  # a count of labels, over all processes
         out = {k: v / divisors.get(k, scored) for k, v in summed.items()}
         if self.value_heads is not None:  # of the values before the update, per domain and over all
             def moments(items: list[_Item]) -> list[torch.Tensor]:
