@@ -3,14 +3,24 @@ and the update adds the SFT loss toward those labels.
 
 The labels come from the environment workers: followed, they replay the expert's own episode;
 after a deviation the BabyAI bot and Meta-World's policies go on labelling, a scripted plan
-(MiniWoB++) stops. The loss is the SFT loss of each adapter, and it pulls the policy to the label."""
+(MiniWoB++) goes on while the agent does what it would have done (a click anywhere on the same
+element) and stops after anything else. The loss is the SFT loss of each adapter, and it pulls
+the policy to the label."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from omniactor.actions import BABYAI_ACTIONS, XYZ_GRIPPER, Click, ContinuousAction, DiscreteAction, Point
+from omniactor.actions import (
+    BABYAI_ACTIONS,
+    XYZ_GRIPPER,
+    Click,
+    ContinuousAction,
+    DiscreteAction,
+    Point,
+    TypeText,
+)
 from omniactor.evaluation.online import EXPERT_ACTION, EnvWorker
 from omniactor.rl.learner import Learner, trainable_parameters
 
@@ -73,12 +83,23 @@ def test_the_babyai_bot_labels_every_state_after_the_agent_strays():
     assert all(isinstance(label, DiscreteAction) and label.name in BABYAI_ACTIONS for label in labels)
 
 
-def test_a_scripted_plan_stops_labelling_once_the_agent_did_otherwise():
-    from omniactor.envs.experts.miniwob import MiniWoBSolver
+def test_a_scripted_plan_labels_while_the_agent_does_what_it_would_do():
+    require("miniwob")
+    worker = EnvWorker("miniwob", {}, expert_labels=True)
+    try:
+        status, (observation, _) = worker.call("reset", "enter-text", 0)
+        first = observation.extra[EXPERT_ACTION]  # a click on the text field, near its centre
+        assert isinstance(first, Click)
+        elsewhere = Click(Point(first.point.x + 0.02, first.point.y))  # another point of the same field
+        taken, labels, success = follow(worker, "enter-text", 0, prefix=[elsewhere])
+        assert success and taken[0] == elsewhere and all(label is not None for label in labels)
+        assert isinstance(labels[1], TypeText)  # then the solver's own steps: type, submit
 
-    solver = MiniWoBSolver("click-test")
-    assert solver.follows(Click(Point(0.1, 0.2)), Click(Point(0.1, 0.2)))
-    assert not solver.follows(Click(Point(0.11, 0.2)), Click(Point(0.1, 0.2)))
+        status, (observation, _) = worker.call("reset", "enter-text", 0)
+        status, (observation, *_) = worker.call("step", Click(Point(0.02, 0.98)))  # off the field
+        assert status == "ok" and EXPERT_ACTION not in observation.extra  # the plan no longer holds
+    finally:
+        worker.close()
 
 
 def test_workers_without_expert_labels_send_none():

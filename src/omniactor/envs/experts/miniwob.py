@@ -128,6 +128,17 @@ def clear_point(obs: Observation, target: Element) -> Point:
     return Point.from_pixels(best[1], best[2], TASK_WIDTH, TASK_HEIGHT, clip=True)
 
 
+def element_at(obs: Observation, point: Point) -> Element | None:
+    """The element drawn on top at ``point``: the last visible one in DOM order whose box holds it
+    (text runs aside), or None."""
+    px, py = point.x * TASK_WIDTH, point.y * TASK_HEIGHT
+    hit = None
+    for el in dom(obs):
+        if el.tag != "t" and on_screen(el) and el.left <= px <= el.left + el.width and el.top <= py <= el.top + el.height:
+            hit = el
+    return hit
+
+
 def click(obs: Observation, target: Element) -> Click:
     return Click(clear_point(obs, target))
 
@@ -372,12 +383,24 @@ class MiniWoBSolver(Expert):
         self.task = task
         self._gen: Generator[Action, Observation, None] | None = None
         self._started = False
+        self._seen: Observation | None = None  # the observation of the last suggestion
 
     def reset(self, env: Env, observation: Observation) -> None:
         self._gen = SOLVERS[self.task](observation)
         self._started = False
+        self._seen = None
+
+    def follows(self, taken: Action, suggested: Action) -> bool:
+        """A click on the element the solver would have clicked (anywhere in it) is its click; any
+        other action must equal the suggestion."""
+        if isinstance(taken, Click) and isinstance(suggested, Click) and self._seen is not None:
+            target = element_at(self._seen, suggested.point)
+            hit = element_at(self._seen, taken.point)
+            return target is not None and hit is not None and hit.ref == target.ref
+        return super().follows(taken, suggested)
 
     def act(self, observation: Observation) -> Action:
+        self._seen = observation
         if self._gen is None:
             if self._started:
                 return Wait()  # the solver is done; the episode should have ended
