@@ -169,6 +169,7 @@ def test_the_expert_term_pulls_the_policy_to_the_label(domain):
     before = expert_loss()
     statistics = learner.update([batch], iteration=0)
     assert 0 < statistics["expert_loss"] < before  # the mean over the minibatches, as the policy moved
+    assert statistics[f"expert_loss/{domain}"] == statistics["expert_loss"]  # its one domain's
     assert expert_loss() < 0.8 * before
 
 

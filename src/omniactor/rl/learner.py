@@ -418,8 +418,11 @@ class Learner:
         if coefficient and labelled:
             expert = self.expert_losses([chunk[k] for k in labelled], scored.hidden[labelled])
             loss = loss + coefficient * expert.sum()
-            sums["expert_loss"] = sums.get("expert_loss", 0.0) + float(expert.detach().sum())
-            sums["expert_scored"] = sums.get("expert_scored", 0.0) + len(labelled)
+            domain = chunk[0].record.domain
+            for key in ("expert_loss", f"expert_loss/{domain}"):
+                sums[key] = sums.get(key, 0.0) + float(expert.detach().sum())
+            for key in ("expert_scored", f"expert_scored/{domain}"):
+                sums[key] = sums.get(key, 0.0) + len(labelled)
         (loss / total).backward()
         sums["policy_loss"] = sums.get("policy_loss", 0.0) + float(losses.detach().sum())
         sums["entropy"] = sums.get("entropy", 0.0) + float(scored.entropies.detach().sum())
@@ -472,7 +475,8 @@ class Learner:
 
     def _statistics(self, prepared: dict[str, list[_Item]], sums: dict[str, float]) -> dict[str, float]:
         """Means over every process's scored steps; the explained variance of the old values."""
-        keys = STATISTICS  # the same list on every process, whatever each one scored
+        per_domain = tuple(f"{k}/{d}" for d in self.config.domains for k in ("expert_loss", "expert_scored"))
+        keys = STATISTICS + per_domain  # the same list on every process, whatever each one scored
         totals = self.collective.sum(torch.tensor([sums.get(k, 0.0) for k in keys], dtype=torch.float64)).tolist()
         summed = {k: v for k, v in zip(keys, totals) if k in sums or v}
         divisors = {"sft_loss": max(summed.pop("sft_batches", 0.0), 1.0),
@@ -480,6 +484,8 @@ class Learner:
                     "expert_loss": max(summed.pop("expert_scored", 0.0), 1.0)}
         scored = max(summed.pop("scored", 0.0), 1.0)
         divisors["expert_unencodable"] = 1.0  # a count of labels, over all processes
+        for domain in self.config.domains:
+            divisors[f"expert_loss/{domain}"] = max(summed.pop(f"expert_scored/{domain}", 0.0), 1.0)
         out = {k: v / divisors.get(k, scored) for k, v in summed.items()}
         if self.value_heads is not None:  # of the values before the update, per domain and over all
             def moments(items: list[_Item]) -> list[torch.Tensor]:
