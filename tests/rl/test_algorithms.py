@@ -5,7 +5,14 @@ import math
 import pytest
 import torch
 
-from omniactor.rl.algorithms import explained_variance, gae, grpo_advantages, ppo_policy_loss, ppo_value_loss
+from omniactor.rl.algorithms import (
+    clipped_surrogate,
+    explained_variance,
+    gae,
+    grpo_advantages,
+    ppo_policy_loss,
+    ppo_value_loss,
+)
 
 T, F = True, False
 
@@ -40,6 +47,21 @@ def test_ppo_policy_loss_clips_the_ratio_and_reports_what_it_did():
     assert result.approx_kl == pytest.approx(kl, abs=1e-6)
     result.loss.backward()  # d/dlog r of -min(.)/3: 0 where the clipped term wins, -A r / 3 elsewhere
     assert new.grad.tolist() == pytest.approx([0.0, -0.5 / 3, 2 / 3], abs=1e-6)
+
+
+def test_the_dual_clip_bounds_the_loss_of_a_negative_advantage():
+    # log r = 200, 1, 200, 0 (r = e^200 overflows float32); A = -1, -1, +1, -1; clip 0.2, dual clip 3:
+    # -1: min(e^200, 1.2) x ... -> capped at 3 (gradient 0); e: 2.718 (below 3: as without it, gradient e);
+    # +1: 1.2 clipped, -1.2 (gradient 0); r = 1: 1 (gradient 1)
+    old = torch.zeros(4)
+    new = torch.tensor([200.0, 1.0, 200.0, 0.0], requires_grad=True)
+    losses, log_ratio = clipped_surrogate(new, old, torch.tensor([-1.0, -1.0, 1.0, -1.0]), clip=0.2, dual_clip=3.0)
+    assert losses.tolist() == pytest.approx([3.0, math.e, -1.2, 1.0], abs=1e-5)
+    assert log_ratio.tolist() == pytest.approx([200.0, 1.0, 200.0, 0.0])  # the statistics see the true ratio
+    losses.sum().backward()
+    assert new.grad.tolist() == pytest.approx([0.0, math.e, 0.0, 1.0], abs=1e-5)
+    unbounded, _ = clipped_surrogate(torch.tensor([5.0]), torch.zeros(1), torch.tensor([-1.0]), clip=0.2)
+    assert float(unbounded[0]) == pytest.approx(math.exp(5.0), rel=1e-5)  # without it: r |A|
 
 
 def test_ppo_value_loss_takes_the_worse_of_the_clipped_and_unclipped_errors():

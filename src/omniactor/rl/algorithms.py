@@ -5,7 +5,8 @@
   bootstraps from the value of the state it reached; either way the trace stops there.
 - ``ppo_policy_loss``: the clipped surrogate (Schulman et al. 2017), with the statistics a
   run logs (clip fraction, approximate KL by the low-variance estimator
-  ``(r - 1) - log r``).
+  ``(r - 1) - log r``); ``clipped_surrogate`` per step, with the optional dual clip (Ye et al.
+  2020) that bounds the loss of a step with a negative advantage.
 - ``ppo_value_loss``: the squared error to the returns, clipped around the old values.
 - ``grpo_advantages``: each rollout's outcome normalised within its group (the G rollouts of
   one task seed): ``(R - mean) / (std + eps)``, no critic (Shao et al. 2024).
@@ -14,6 +15,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -46,10 +48,16 @@ class PolicyLoss:
 
 
 def clipped_surrogate(log_probs: torch.Tensor, old_log_probs: torch.Tensor, advantages: torch.Tensor,
-                      clip: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per step: ``-min(r A, clip(r, 1 - clip, 1 + clip) A)`` and the log-ratio ``log r`` (``(N,)`` each)."""
+                      clip: float = 0.2, dual_clip: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per step: ``-min(r A, clip(r, 1 - clip, 1 + clip) A)`` and the log-ratio ``log r`` (``(N,)`` each).
+
+    ``dual_clip`` ``c > 1`` (Ye et al. 2020): a step with ``A < 0`` loses at most ``-c A``, and its
+    gradient stops once ``r > c``. Without it, such a step's loss ``-r A`` grows with ``r``
+    unbounded: one update of a narrow Gaussian's mean (std 0.1) can put ``r`` at ``e^100``. The
+    ratio is taken at ``min(log r, log c)``, which is the same loss (for ``A > 0`` the clip
+    already holds it at ``(1 + clip) A``) without overflowing."""
     log_ratio = log_probs - old_log_probs
-    ratio = log_ratio.exp()
+    ratio = (log_ratio if dual_clip is None else log_ratio.clamp(max=math.log(dual_clip))).exp()
     unclipped = ratio * advantages
     clipped = ratio.clamp(1.0 - clip, 1.0 + clip) * advantages
     return -torch.minimum(unclipped, clipped), log_ratio

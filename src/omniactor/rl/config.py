@@ -84,6 +84,9 @@ class RLConfig:
     """GAE's lambda"""
     clip: float = 0.2
     """PPO's ratio clip"""
+    dual_clip: float | None = None
+    """PPO's dual clip c > 1 (e.g. 3): a step with a negative advantage loses at most c x |A|, so a
+    ratio blown up by a narrow Gaussian stops pulling (null: off)"""
     value_clip: float | None = None
     """clip of the value loss around the old values (null: unclipped)"""
     value_epochs: int = 10
@@ -157,6 +160,8 @@ class RLConfig:
         for key in ("iterations", "workers", "epochs", "value_epochs", "minibatches", "group_size", "save_every", "keep_checkpoints"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}: must be at least 1")
+        if self.dual_clip is not None and self.dual_clip <= 1:
+            raise ConfigError(f"dual_clip: {self.dual_clip} must be above 1 (e.g. 3), or null for none")
         if self.expert_coef < 0 or self.sft_coef < 0 or any((r.expert_coef or 0) < 0 for r in self.domains.values()):
             raise ConfigError("expert_coef and sft_coef: weights of a loss, at least 0")
         if self.sft_coef and not self.sft_data:

@@ -404,7 +404,7 @@ class Learner:
         scored = self.score([i.record for i in chunk], grad=True)
         old = torch.tensor([i.old_log_prob for i in chunk], device=self.device)
         advantages = torch.tensor([i.advantage for i in chunk], device=self.device)
-        losses, log_ratio = clipped_surrogate(scored.log_probs, old, advantages, config.clip)
+        losses, log_ratio = clipped_surrogate(scored.log_probs, old, advantages, config.clip, config.dual_clip)
         clipped, approx_kl = ratio_statistics(log_ratio, config.clip)
         loss = losses.sum() - config.entropy_coef * scored.entropies.sum()
         if self.reference is not None:
