@@ -202,3 +202,17 @@ def test_a_label_the_tokenizer_cannot_encode_is_skipped_and_counted():
     learner = Learner(agent, config_for("codes", expert_coef=1.0), {})
     statistics = learner.update([batch], iteration=0)
     assert statistics["expert_unencodable"] == 1 and "expert_loss" in statistics
+
+
+def test_without_the_surrogate_only_the_expert_term_moves_the_policy():
+    agent = build_agent()
+    pointer = next(d for d, (_, output) in DOMAINS.items() if output == "pointer")
+    parameters = trainable_parameters(agent.model, ["grid_world"], list(DOMAINS), pointer, train_shared=False)
+    before = {n: p.detach().clone() for n, p in parameters.items()}
+    batch = rollouts(agent, "grid_world", episodes=2, steps=2)
+    Learner(agent, config_for("grid_world", policy_coef=0.0, algorithm="grpo"), parameters).update([batch], 0)
+    assert all(torch.equal(before[n], p) for n, p in parameters.items())  # no label, no surrogate: no gradient
+    labelled(batch, lambda s: LABELS["grid_world"])
+    Learner(agent, config_for("grid_world", policy_coef=0.0, expert_coef=1.0, algorithm="grpo"),
+            parameters).update([batch], 0)
+    assert any(not torch.equal(before[n], p) for n, p in parameters.items())

@@ -91,6 +91,9 @@ class RLConfig:
     """clip of the value loss around the old values (null: unclipped)"""
     value_epochs: int = 10
     """passes of the value heads over each iteration's steps (on features computed once: cheap)"""
+    policy_coef: float = 1.0
+    """weight of the PPO / GRPO surrogate (0: the SFT and expert-label terms alone: DAgger, with
+    expert_coef)"""
     entropy_coef: float = 0.0
     """weight of the entropy bonus"""
     kl_coef: float = 0.0
@@ -162,6 +165,8 @@ class RLConfig:
                 raise ConfigError(f"{key}: must be at least 1")
         if self.dual_clip is not None and self.dual_clip <= 1:
             raise ConfigError(f"dual_clip: {self.dual_clip} must be above 1 (e.g. 3), or null for none")
+        if self.policy_coef < 0:
+            raise ConfigError(f"policy_coef: {self.policy_coef} is a weight of a loss, at least 0")
         if self.expert_coef < 0 or self.sft_coef < 0 or any((r.expert_coef or 0) < 0 for r in self.domains.values()):
             raise ConfigError("expert_coef and sft_coef: weights of a loss, at least 0")
         if self.sft_coef and not self.sft_data:

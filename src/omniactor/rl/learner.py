@@ -406,7 +406,7 @@ class Learner:
         advantages = torch.tensor([i.advantage for i in chunk], device=self.device)
         losses, log_ratio = clipped_surrogate(scored.log_probs, old, advantages, config.clip, config.dual_clip)
         clipped, approx_kl = ratio_statistics(log_ratio, config.clip)
-        loss = losses.sum() - config.entropy_coef * scored.entropies.sum()
+        loss = config.policy_coef * losses.sum() - config.entropy_coef * scored.entropies.sum()
         if self.reference is not None:
             reference = torch.tensor([i.reference_log_prob for i in chunk], device=self.device)
             delta = reference - scored.log_probs  # k3: exp(d) - d - 1 >= 0, the KL to the starting policy
