@@ -216,18 +216,24 @@ class Learner:
         values = torch.stack([r.value for r in records]).to(self.device)
         return Scored(distribution.log_prob(values), distribution.entropy(), final)
 
-    def _score_answers(self, model: nn.Module, adapter: Any, records: Sequence[ActRecord]) -> Scored:
+    def _with_answer(self, model: nn.Module, record: ActRecord, answer: torch.Tensor,
+                     hidden_states: bool = False) -> tuple[Any, int]:
+        """The model's output on ``record``'s prompt (its state set) followed by ``answer`` ``(1, T)``,
+        and the prompt's length: ``logits[:, length - 1 + t]`` predicts answer token ``t``."""
         from ..models.adapters import set_state
         from ..models.chat import extend_with_answer
 
+        inputs = {k: v.to(self.device) for k, v in record.inputs.items()}
+        if record.state is not None:
+            set_state(model, record.state.to(self.device))
+        out = model(**extend_with_answer(inputs, answer), output_hidden_states=hidden_states)
+        return out, inputs["input_ids"].shape[1]
+
+    def _score_answers(self, model: nn.Module, adapter: Any, records: Sequence[ActRecord]) -> Scored:
         log_probs, entropies, hidden = [], [], []
         for record in records:
-            inputs = {k: v.to(self.device) for k, v in record.inputs.items()}
-            if record.state is not None:
-                set_state(model, record.state.to(self.device))
-            prompt_length = inputs["input_ids"].shape[1]
             answer = torch.tensor([record.ids], dtype=torch.long, device=self.device)
-            out = model(**extend_with_answer(inputs, answer), output_hidden_states=True)
+            out, prompt_length = self._with_answer(model, record, answer, hidden_states=True)
             logits = out.logits[:, prompt_length - 1: prompt_length - 1 + answer.shape[1]]
             distribution = adapter.distribution(logits.float(), [record.ids], self.agent.grammar(record.domain))
             log_probs.append(distribution.log_prob(answer))
@@ -449,9 +455,6 @@ class Learner:
         """Per step ``(N,)``, the SFT loss toward the expert's action in the state the agent acted in:
         a head's own loss (MSE, cross-entropy) on the hidden state its act was scored from, an
         answer's mean cross-entropy over the expert's answer tokens (end-of-turn included)."""
-        from ..models.adapters import set_state
-        from ..models.chat import extend_with_answer
-
         domain = items[0].record.domain
         adapter = self.agent.adapters[domain]
         if not adapter.writes_answer:
@@ -463,14 +466,9 @@ class Learner:
         losses = []
         with self.agent._routed([domain], self.model):
             for item in items:
-                record = item.record
-                inputs = {k: v.to(self.device) for k, v in record.inputs.items()}
-                if record.state is not None:
-                    set_state(self.model, record.state.to(self.device))
-                prompt_length = inputs["input_ids"].shape[1]
                 answer = torch.tensor([item.expert_target], dtype=torch.long, device=self.device)
-                logits = self.model(**extend_with_answer(inputs, answer)).logits[0, prompt_length - 1:-1]
-                losses.append(nn.functional.cross_entropy(logits.float(), answer[0]))
+                out, prompt_length = self._with_answer(self.model, item.record, answer)
+                losses.append(nn.functional.cross_entropy(out.logits[0, prompt_length - 1:-1].float(), answer[0]))
         return torch.stack(losses)
 
     def _statistics(self, prepared: dict[str, list[_Item]], sums: dict[str, float]) -> dict[str, float]:
