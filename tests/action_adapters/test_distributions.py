@@ -47,10 +47,44 @@ def test_squashed_gaussian_log_prob_is_torch_tanh_transformed_normal():
     assert torch.allclose(ours.log_prob(value), theirs.log_prob(value).sum(-1), atol=1e-4)
     assert torch.allclose(ours.mode(), torch.tanh(mean))
     assert torch.allclose(ours.entropy(), torch.distributions.Normal(mean, log_std.exp()).entropy().sum(-1))
-    at_bound = ours.log_prob(torch.tensor([[1.0, -1.0, 1.0], [1.0, 1.0, 1.0]]))
-    assert torch.isfinite(at_bound).all()  # clipped to BOUND: a finite density at the bounds
-    inside = torch.tensor([[BOUND, -BOUND, BOUND], [BOUND, BOUND, BOUND]])
-    assert torch.allclose(at_bound, ours.log_prob(inside))
+
+
+def test_squashed_gaussian_scores_an_action_at_the_bound_by_the_mass_beyond_it():
+    mean = torch.tensor([[0.3, -1.2, 8.6], [2.0, 0.1, -9.5]])
+    log_std = torch.tensor([-1.0, 0.2, math.log(0.1)])
+    ours = SquashedGaussian(mean, log_std)
+    std = log_std.exp().numpy()
+    value = torch.tensor([[1.0, -1.0, BOUND], [0.5, 1.0, -1.0]])
+    c = math.atanh(BOUND)
+    inside = norm.logpdf(math.atanh(0.5), loc=2.0, scale=std[0]) - math.log(1 - 0.5 ** 2)
+    expected = [norm.logcdf((0.3 - c) / std[0]) + norm.logcdf((-c + 1.2) / std[1]) + norm.logcdf((8.6 - c) / std[2]),
+                inside + norm.logcdf((0.1 - c) / std[1]) + norm.logcdf((-c + 9.5) / std[2])]
+    assert ours.log_prob(value).tolist() == pytest.approx(expected, abs=1e-4)
+    # inside the bounds the density is the tanh-transformed normal's, just below the bound too
+    below = torch.tensor([[1.0 - 1e-5]])
+    theirs = torch.distributions.TransformedDistribution(
+        torch.distributions.Normal(torch.tensor([[6.0]]), torch.tensor([[0.1]])), [torch.distributions.TanhTransform()])
+    assert float(SquashedGaussian(torch.tensor([[6.0]]), torch.tensor([math.log(0.1)])).log_prob(below)) == \
+        pytest.approx(float(theirs.log_prob(below.double()).sum()), abs=1e-2)
+
+
+def test_a_saturated_draw_stays_likely_when_the_mean_moves_a_little():
+    """A mean past the bound draws the bound: its log-probability is near 0 and barely moves
+    with the mean (before the bound was censored it was scored at atanh(BOUND), 13 standard
+    deviations away, and a move of 0.05 changed it by 6.7 nats)."""
+    log_std = torch.tensor([math.log(0.1)])
+    drawn = SquashedGaussian(torch.tensor([[8.6]]), log_std).sample(torch.Generator().manual_seed(0))
+    mean = torch.tensor([[8.6]], requires_grad=True)
+    log_prob = SquashedGaussian(mean, log_std).log_prob(drawn)
+    log_prob.sum().backward()
+    assert float(drawn.abs()) >= BOUND
+    assert float(log_prob.detach()) == pytest.approx(0.0, abs=1e-6)
+    assert float(mean.grad.abs()) < 1e-6
+    moved = SquashedGaussian(torch.tensor([[8.55]]), log_std).log_prob(drawn)
+    assert float(moved - log_prob.detach()) == pytest.approx(0.0, abs=1e-4)
+    # the test can fail: the bound's mass does fall as the mean comes back past it
+    assert float(SquashedGaussian(torch.tensor([[7.0]]), log_std).log_prob(drawn)) < -2.0
+
 
 
 def test_squashed_gaussian_draws_follow_the_gaussian_before_the_squash():

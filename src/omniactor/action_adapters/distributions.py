@@ -10,7 +10,15 @@
 
       log p(a) = sum_i [ log N(atanh(a_i); mu_i, std_i) - log(1 - a_i^2) ]
 
-  ``a`` is clipped to ``1 - 1e-6`` in magnitude first, so the boundary has a finite density.
+  Near the bounds ``tanh`` saturates (in float32 ``tanh(u)`` is exactly 1 from ``u`` about 9
+  on), so ``atanh(a)`` no longer recovers the draw. An action with ``|a_i| >= BOUND``
+  (``1 - 1e-6``) therefore counts as the bound itself, and its dimension scores the
+  probability of reaching it, ``P(u_i >= atanh(BOUND)) = Phi((mu_i - atanh(BOUND)) / std_i)``
+  (mirrored at ``-BOUND``): the action is censored at the bound, as clipped actions are in
+  Fujita & Maeda 2018 ("Clipped action policy gradient"). Without it a draw from a mean past
+  the bound was scored as ``u = atanh(BOUND)``, many standard deviations from the mean, and a
+  small move of the mean moved its log-probability by tens of nats: PPO's ratios exploded
+  on the steps where a regression head saturates.
   It is the density of the *normalised* action: the normaliser's affine map to the motion
   adds a constant, which cancels in the probability ratios RL uses. ``mode()`` is
   ``tanh(mu)``, exactly the action the head gave before it had a distribution. The entropy
@@ -35,8 +43,10 @@ from collections.abc import Sequence
 
 import torch
 
-#: |a| is clipped to this before atanh (a finite density at the bounds)
+#: |a| at or past this is the bound itself: its dimension scores the probability mass beyond it
 BOUND = 1.0 - 1e-6
+#: ``atanh(BOUND)``: where the Gaussian before the squash reaches the bound
+BOUND_PRE_SQUASH = math.atanh(BOUND)
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
@@ -102,10 +112,15 @@ class SquashedGaussian(ActionDistribution):
         return torch.tanh(self.mean)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        a = torch.as_tensor(value, dtype=torch.float32, device=self.mean.device).clamp(-BOUND, BOUND)
-        u = torch.atanh(a)
-        gaussian = -0.5 * ((u - self.mean) / self.log_std.exp()) ** 2 - self.log_std - LOG_SQRT_2PI
-        return (gaussian - torch.log1p(-a * a)).sum(dim=-1)
+        a = torch.as_tensor(value, dtype=torch.float32, device=self.mean.device)
+        at_bound = a.abs() >= BOUND
+        inside = torch.where(at_bound, torch.zeros_like(a), a)  # finite atanh where the mass is scored
+        std = self.log_std.exp()
+        u = torch.atanh(inside)
+        density = -0.5 * ((u - self.mean) / std) ** 2 - self.log_std - LOG_SQRT_2PI - torch.log1p(-inside * inside)
+        # the mass past the bound a lies at: Phi((mu - c) / std) at +c, Phi((-c - mu) / std) at -c
+        mass = torch.special.log_ndtr(torch.sign(a) * (self.mean - torch.sign(a) * BOUND_PRE_SQUASH) / std)
+        return torch.where(at_bound, mass, density).sum(dim=-1)
 
     def entropy(self) -> torch.Tensor:
         return (0.5 + LOG_SQRT_2PI + self.log_std).sum(dim=-1)
