@@ -137,17 +137,22 @@ def _update_in_process(rank, world, port, domain, out):
     torch.set_num_threads(1)
     if world > 1:
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    agent = build_agent()
-    batch = rollouts(agent, domain, episodes=4)  # every process samples the same episodes, keeps its groups
-    batch.trajectories = [t for t in batch.trajectories if t.job.group % world == rank]
-    parameters = trainable_parameters(agent.model, [domain], list(DOMAINS), "grid", train_shared=False)
-    collective = Collective(_Accelerated(rank, world)) if world > 1 else Collective()
-    learner = Learner(agent, config_for(domain), parameters, collective)
-    learner.update([batch], iteration=0)
-    if rank == 0:
-        torch.save({n: p.detach() for n, p in parameters.items()}, out)
-    if world > 1:
-        dist.destroy_process_group()
+    try:
+        agent = build_agent()
+        batch = rollouts(agent, domain, episodes=4)  # every process samples the same episodes, keeps its groups
+        batch.trajectories = [t for t in batch.trajectories if t.job.group % world == rank]
+        parameters = trainable_parameters(agent.model, [domain], list(DOMAINS), "grid", train_shared=False)
+        collective = Collective(_Accelerated(rank, world)) if world > 1 else Collective()
+        learner = Learner(agent, config_for(domain), parameters, collective)
+        learner.update([batch], iteration=0)
+        if rank == 0:
+            torch.save({n: p.detach() for n, p in parameters.items()}, out)
+    finally:
+        if world > 1:
+            # both ranks done before either tears gloo down: a rank that exits while the other
+            # still talks to it aborts with "terminate called without an active exception"
+            dist.barrier()
+            dist.destroy_process_group()
 
 
 @pytest.mark.parametrize("domain", ["grid_world", "codes"])
@@ -234,3 +239,36 @@ def test_ppo_normalises_advantages_per_domain():
         assert float(advantages.std(unbiased=False)) == pytest.approx(1.0, abs=1e-6), domain
     statistics = learner._statistics(prepared, {})
     assert {"explained_variance", "explained_variance/arm", "explained_variance/grid_world"} <= statistics.keys()
+
+
+def test_desired_kl_moves_each_domains_rates_by_its_own_kl_within_their_range():
+    agent = build_agent()
+    parameters = trainable_parameters(agent.model, ["arm", "grid_world"], list(DOMAINS), "grid", train_shared=True)
+    config = config_for("arm", desired_kl=0.01, head_learning_rate=1e-3)
+    config.domains = {"arm": RolloutConfig(env="metaworld"), "grid_world": RolloutConfig(env="babyai")}
+    learner = Learner(agent, config, parameters)
+    groups = learner.optimizer.param_groups
+    assert {g["domain"] for g in groups} == {"arm", "grid_world", None}  # None: the shared layers
+    learner.adapt_learning_rates({"arm": [1.0, 10.0], "grid_world": [0.0, 10.0]})  # KL 0.1 > 2 x 0.01; 0 < 0.005
+    for group in groups:
+        expected = {"arm": 1 / 1.5, "grid_world": 1.5, None: 1.0}[group["domain"]]
+        assert group["lr"] == pytest.approx(group["set_lr"] * expected), group["domain"]
+    learner.adapt_learning_rates({"arm": [0.1, 10.0], "grid_world": [0.1, 10.0]})  # 0.01: within the band
+    assert learner.learning_rate_scales() == pytest.approx({"learning_rate_scale/arm": 1 / 1.5,
+                                                            "learning_rate_scale/grid_world": 1.5})
+    for _ in range(20):
+        learner.adapt_learning_rates({"arm": [5.0, 10.0], "grid_world": [0.0, 10.0]})
+    assert learner.learning_rate_scales() == pytest.approx({"learning_rate_scale/arm": 0.01,
+                                                            "learning_rate_scale/grid_world": 100.0})
+
+
+@pytest.mark.parametrize("desired_kl, lower", [(1e-9, True), (1e3, False)])
+def test_an_update_with_desired_kl_adapts_after_the_policy_has_moved(desired_kl, lower):
+    agent = build_agent()
+    parameters = trainable_parameters(agent.model, ["grid_world"], list(DOMAINS), "grid", train_shared=False)
+    learner = Learner(agent, config_for("grid_world", desired_kl=desired_kl, epochs=1, minibatches=2), parameters)
+    statistics = learner.update([rollouts(agent, "grid_world", episodes=6)], iteration=0)
+    # two minibatches: the first scores the rollout policy itself (KL 0, no change), the second moves it
+    assert statistics["learning_rate_scale/grid_world"] == pytest.approx(1 / 1.5 if lower else 1.5)
+    fixed = Learner(agent, config_for("grid_world", epochs=1, minibatches=2), parameters)
+    assert not any(k.startswith("learning_rate_scale") for k in fixed.update([rollouts(agent, "grid_world")], 0))

@@ -117,6 +117,12 @@ class RLConfig:
     """AdamW learning rate of the policy's parameters"""
     head_learning_rate: float | None = None
     """learning rate of the action heads (None: learning_rate)"""
+    desired_kl: float | None = None
+    """adaptive learning rates, per domain (rsl_rl's schedule, Rudin et al. 2022): after each
+    minibatch whose steps' approximate KL to the rollout policy exceeds 2 x desired_kl, the domain's
+    rates are divided by 1.5; below desired_kl / 2 they are multiplied by 1.5; within 1/100 and 100
+    times the set rates (e.g. 0.01; null: fixed rates). The rates carry over between iterations and
+    into checkpoints"""
     value_learning_rate: float = 1e-3
     """learning rate of the value heads"""
     value_state: bool = False
@@ -165,6 +171,8 @@ class RLConfig:
                 raise ConfigError(f"{key}: must be at least 1")
         if self.dual_clip is not None and self.dual_clip <= 1:
             raise ConfigError(f"dual_clip: {self.dual_clip} must be above 1 (e.g. 3), or null for none")
+        if self.desired_kl is not None and self.desired_kl <= 0:
+            raise ConfigError(f"desired_kl: {self.desired_kl} must be above 0 (e.g. 0.01), or null for fixed rates")
         if self.policy_coef < 0:
             raise ConfigError(f"policy_coef: {self.policy_coef} is a weight of a loss, at least 0")
         if self.expert_coef < 0 or self.sft_coef < 0 or any((r.expert_coef or 0) < 0 for r in self.domains.values()):

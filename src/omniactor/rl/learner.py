@@ -17,6 +17,8 @@
    minibatch's losses are summed and divided by its step count over all processes, the
    gradients summed over processes (``all_reduce``), clipped, and applied: N processes
    compute what one computes on the same rollouts, up to the order of float sums.
+   With ``desired_kl``, each domain's learning rates follow the approximate KL of its steps in
+   each minibatch after the first (``adapt_learning_rates``), the same on every process.
 
 The policy's loss: clipped surrogate − ``entropy_coef`` × entropy (+ ``kl_coef`` × KL to the
 starting policy, + ``sft_coef`` × the SFT loss on demonstrations). The critic reads detached
@@ -51,6 +53,10 @@ from .rollout import RolloutBatch, Trajectory
 #: head rows scored in one forward pass
 HEAD_CHUNK = 16
 #: the sums an update reports (reduced over processes in this order)
+#: ``desired_kl``: the factor a domain's learning rates move by, and their range around the set rates
+LR_STEP = 1.5
+LR_RANGE = (0.01, 100.0)
+
 STATISTICS = ("policy_loss", "entropy", "clip_fraction", "approx_kl", "kl_to_start", "scored", "value_loss",
               "value_scored", "sft_loss", "sft_batches", "expert_loss", "expert_scored", "expert_unencodable")
 
@@ -167,10 +173,11 @@ class Learner:
             self.demonstrations = Demonstrations(agent, config)
 
     def parameter_groups(self, parameters: dict[str, nn.Parameter]) -> list[dict[str, Any]]:
-        """The policy's parameters by learning rate: each domain's own at its block's ``learning_rate``
-        and ``head_learning_rate`` when given, else the run's (shared parameters: the run's)."""
+        """The policy's parameters by owner and learning rate: each domain's own at its block's
+        ``learning_rate`` and ``head_learning_rate`` when given, else the run's (shared parameters,
+        owner None: the run's). A group keeps its set rate (``set_lr``) beside the one in use."""
         config = self.config
-        groups: dict[float, list[nn.Parameter]] = {}
+        groups: dict[tuple[str | None, float], list[nn.Parameter]] = {}
         for name, parameter in parameters.items():
             owner = next((d for d in config.domains if owned_by(name, d, None)), None)  # None: shared, the pointer
             block = config.domains[owner] if owner is not None else None
@@ -179,8 +186,26 @@ class Learner:
                     (block.learning_rate if block else None) or config.learning_rate
             else:
                 rate = (block.learning_rate if block else None) or config.learning_rate
-            groups.setdefault(rate, []).append(parameter)
-        return [{"params": group, "lr": rate} for rate, group in groups.items()] or [{"params": []}]
+            groups.setdefault((owner, rate), []).append(parameter)
+        return [{"params": group, "lr": rate, "set_lr": rate, "domain": owner}
+                for (owner, rate), group in groups.items()] or [{"params": []}]
+
+    def adapt_learning_rates(self, kl_sums: dict[str, list[float]]) -> None:
+        """``desired_kl``'s schedule: each domain's groups by the mean approximate KL of its steps in
+        the minibatch just scored (``kl_sums``: domain -> [KL sum, steps], summed over processes)."""
+        target = self.config.desired_kl
+        for group in self.optimizer.param_groups:
+            total, steps = kl_sums.get(group.get("domain"), (0.0, 0.0))
+            if not steps:
+                continue
+            kl = total / steps
+            factor = 1 / LR_STEP if kl > 2 * target else LR_STEP if kl < target / 2 else 1.0
+            group["lr"] = min(max(group["lr"] * factor, group["set_lr"] * LR_RANGE[0]), group["set_lr"] * LR_RANGE[1])
+
+    def learning_rate_scales(self) -> dict[str, float]:
+        """Per domain: its rates in use over its set rates (``desired_kl``)."""
+        return {f"learning_rate_scale/{g['domain']}": g["lr"] / g["set_lr"]
+                for g in self.optimizer.param_groups if g.get("domain") is not None}
 
     def _state_width(self) -> int:
         try:
@@ -352,6 +377,7 @@ class Learner:
         sums: dict[str, float] = {"expert_unencodable": self.expert_unencodable} if self.expert_unencodable else {}
         if self.value_heads is not None:
             self._update_values(prepared, iteration, sums)
+        moved = False  # whether the policy has stepped since the rollouts (its KL to them is 0 before)
         for epoch in range(0 if warming else config.epochs):
             for minibatch in range(config.minibatches):
                 members = {d: [i for i in items if self.minibatch_of(iteration, epoch, i) == minibatch]
@@ -360,9 +386,16 @@ class Learner:
                 if total == 0:
                     continue
                 self.optimizer.zero_grad(set_to_none=False)  # unused parameters step alike on 1 or N processes
+                kl_sums: dict[str, float] = {}
                 for chosen in members.values():
                     for chunk in (self._chunks(chosen) if chosen else []):
-                        self._backward(chunk, total, sums)
+                        self._backward(chunk, total, sums, kl_sums)
+                if config.desired_kl and moved:
+                    domains = list(prepared)
+                    summed = self.collective.sum(torch.tensor(
+                        [[kl_sums.get(d, 0.0), float(len(members[d]))] for d in domains], dtype=torch.float64))
+                    self.adapt_learning_rates({d: row for d, row in zip(domains, summed.tolist())})
+                moved = True
                 if self.demonstrations is not None:
                     sums["sft_loss"] = sums.get("sft_loss", 0.0) + self.demonstrations.backward(
                         config.sft_coef, iteration, epoch, minibatch, self.collective.world, self.collective.rank)
@@ -404,8 +437,10 @@ class Learner:
                 self.collective.sum_gradients(list(self.value_heads.parameters()))
                 self.value_optimizer.step()
 
-    def _backward(self, chunk: list[_Item], total: float, sums: dict[str, float]) -> None:
-        """Accumulate the policy's loss of ``chunk`` (divided by the minibatch's global step count)."""
+    def _backward(self, chunk: list[_Item], total: float, sums: dict[str, float],
+                  kl_sums: dict[str, float] | None = None) -> None:
+        """Accumulate the policy's loss of ``chunk`` (divided by the minibatch's global step count);
+        ``kl_sums``: the approximate KL summed per domain, for ``desired_kl``."""
         config = self.config
         scored = self.score([i.record for i in chunk], grad=True)
         old = torch.tensor([i.old_log_prob for i in chunk], device=self.device)
@@ -434,6 +469,9 @@ class Learner:
         sums["entropy"] = sums.get("entropy", 0.0) + float(scored.entropies.detach().sum())
         sums["clip_fraction"] = sums.get("clip_fraction", 0.0) + float(clipped.sum())
         sums["approx_kl"] = sums.get("approx_kl", 0.0) + float(approx_kl.sum())
+        if kl_sums is not None:
+            domain = chunk[0].record.domain
+            kl_sums[domain] = kl_sums.get(domain, 0.0) + float(approx_kl.sum())
         sums["scored"] = sums.get("scored", 0.0) + len(chunk)
 
     def expert_target(self, domain: str, action: Any) -> Any:
@@ -485,6 +523,8 @@ class Learner:
         for domain in self.config.domains:
             divisors[f"expert_loss/{domain}"] = max(summed.pop(f"expert_scored/{domain}", 0.0), 1.0)
         out = {k: v / divisors.get(k, scored) for k, v in summed.items()}
+        if self.config.desired_kl:
+            out.update(self.learning_rate_scales())
         if self.value_heads is not None:  # of the values before the update, per domain and over all
             def moments(items: list[_Item]) -> list[torch.Tensor]:
                 returns = torch.tensor([i.value_return for i in items], dtype=torch.float64)
