@@ -272,3 +272,23 @@ def test_an_update_with_desired_kl_adapts_after_the_policy_has_moved(desired_kl,
     assert statistics["learning_rate_scale/grid_world"] == pytest.approx(1 / 1.5 if lower else 1.5)
     fixed = Learner(agent, config_for("grid_world", epochs=1, minibatches=2), parameters)
     assert not any(k.startswith("learning_rate_scale") for k in fixed.update([rollouts(agent, "grid_world")], 0))
+
+
+def test_init_std_sets_a_regression_heads_spread_and_refuses_other_outputs():
+    import math
+
+    from omniactor.rl.loop import set_initial_spreads
+
+    agent = build_agent()
+    head = agent.adapters["arm"].head(agent.model)
+    before = head.log_std.detach().clone()
+    config = config_for("arm")
+    config.domains = {"arm": RolloutConfig(env="metaworld", init_std=0.3)}
+    set_initial_spreads(agent, config)
+    assert torch.allclose(head.log_std, torch.full_like(before, math.log(0.3)))
+    assert not torch.allclose(head.log_std, before)
+    parameters = trainable_parameters(agent.model, ["arm"], list(DOMAINS), "grid", train_shared=False)
+    assert any(p is head.log_std for p in parameters.values())  # learned from there, and checkpointed
+    config.domains = {"grid_world": RolloutConfig(env="babyai", init_std=0.3)}
+    with pytest.raises(RLError, match="grid_world.init_std.*classification_head"):
+        set_initial_spreads(agent, config)

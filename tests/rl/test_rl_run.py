@@ -74,6 +74,8 @@ def test_the_config_refuses_what_cannot_run(tmp_path, capsys):
         load_config(None, ["domains.discrete.env=babyai"])
     with pytest.raises(ConfigError, match="sft_data"):
         load_config(None, ["init=x", "sft_coef=0.1", "domains.discrete.env=babyai"])
+    with pytest.raises(ConfigError, match="init_std.*above 0"):
+        load_config(None, ["init=x", "domains.embodied.env=metaworld", "domains.embodied.init_std=0"])
     with pytest.raises(ConfigError, match="desired_kl.*above 0"):
         load_config(None, ["init=x", "desired_kl=0", "domains.discrete.env=babyai"])
     with pytest.raises(ConfigError, match="learning_rate.*number"):

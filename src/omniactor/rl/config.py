@@ -44,6 +44,10 @@ class RolloutConfig:
     head_learning_rate: float | None = None
     """learning rate of this domain's action head (None: the run's head_learning_rate); a regression
     head's Gaussian (std 0.1) moves far in log-probability for a small step of its mean"""
+    init_std: float | None = None
+    """a regression head's Gaussian spread at the start of RL (e.g. 0.3; null: the model's own, 0.1
+    after SFT): PPO's trust region bounds the move of the mean in units of the spread, so a wider
+    Gaussian lets the mean move further per update; evaluation acts by the mean"""
     expert_coef: float | None = None
     """this domain's weight of the expert-label loss (None: the run's expert_coef); the losses differ
     in scale (a head's MSE on motions in [-1, 1] is far smaller than a cross-entropy)"""
@@ -161,6 +165,8 @@ class RLConfig:
             if rollout.split not in ROLLOUT_SPLITS:
                 raise ConfigError(f"{where}.split: {rollout.split!r} is not one of {list(ROLLOUT_SPLITS)} "
                                   "(test seeds are kept for the evaluation)")
+            if rollout.init_std is not None and rollout.init_std <= 0:
+                raise ConfigError(f"{where}.init_std: {rollout.init_std} must be above 0 (e.g. 0.3), or null")
             if rollout.episodes < 1:
                 raise ConfigError(f"{where}.episodes: at least 1 rollout episode per iteration")
             if self.algorithm == "grpo" and rollout.episodes % self.group_size:

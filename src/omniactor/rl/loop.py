@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import shutil
 import time
 from pathlib import Path
@@ -168,6 +169,20 @@ def domain_metrics(batch: Any, collective: Collective, expert_labels: bool = Fal
     return metrics
 
 
+def set_initial_spreads(agent: Any, config: RLConfig) -> None:
+    """Each ``domains.<d>.init_std``: the regression head's ``log_std`` set to its log (a resumed
+    run then loads the checkpoint's own)."""
+    for domain, rollout in config.domains.items():
+        if rollout.init_std is None:
+            continue
+        adapter = agent.adapters[domain]
+        if adapter.output != "regression_head":
+            raise RLError(f"domains.{domain}.init_std: the domain's output is {adapter.output!r}; init_std sets "
+                          "the spread of a regression head's Gaussian (remove it for this domain)")
+        with torch.no_grad():
+            adapter.head(agent.model).log_std.fill_(math.log(rollout.init_std))
+
+
 def run(config: RLConfig, progress: bool = True) -> dict[str, Any]:
     from accelerate import Accelerator
     from tqdm.auto import tqdm
@@ -198,6 +213,7 @@ def run(config: RLConfig, progress: bool = True) -> dict[str, Any]:
     unknown = [d for d in config.domains if d not in agent.settings.domains]
     if unknown:
         raise RLError(f"domains: the model has no domain {unknown[0]!r} (its domains: {agent.settings.names})")
+    set_initial_spreads(agent, config)  # before the reference copy: kl_coef then measures the means' drift
     if main:  # written once the run can start: a mistyped init leaves no run behind to be refused
         out.mkdir(parents=True, exist_ok=True)
         save_config(config, out / "config.yaml")
