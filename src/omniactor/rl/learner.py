@@ -52,11 +52,10 @@ from .rollout import RolloutBatch, Trajectory
 
 #: head rows scored in one forward pass
 HEAD_CHUNK = 16
-#: the sums an update reports (reduced over processes in this order)
 #: ``desired_kl``: the factor a domain's learning rates move by, and their range around the set rates
 LR_STEP = 1.5
 LR_RANGE = (0.01, 100.0)
-
+#: the sums an update reports (reduced over processes in this order)
 STATISTICS = ("policy_loss", "entropy", "clip_fraction", "approx_kl", "kl_to_start", "scored", "value_loss",
               "value_scored", "sft_loss", "sft_batches", "expert_loss", "expert_scored", "expert_unencodable")
 
