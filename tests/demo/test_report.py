@@ -39,7 +39,8 @@ def test_the_report_gives_each_domains_interval_and_what_the_run_depends_on(tmp_
                                      for t in env.tasks}} for env in FULL.envs}
     run = tmp_path / "runs" / "omniactor"
     run.mkdir(parents=True)
-    (run / "runtime.jsonl").write_text(json.dumps({"step": 0, "torch": "2.x", "torch_threads": 2}) + "\n")
+    (run / "runtime.jsonl").write_text(json.dumps({"step": 0, "torch": "2.x", "torch_threads": 2,
+                                                   "cpu": "AMD EPYC", "cpu_capability": "AVX2"}) + "\n")
     facts = reproducibility(tmp_path, collected, results)
     assert facts["train_threads"] == [2] and facts["eval_threads"] == [1] and facts["collect_restarts"]["miniwob"] == 1
     experts = {env.env: {t: 1.0 for t in env.tasks} for env in FULL.envs}
@@ -47,6 +48,7 @@ def test_the_report_gives_each_domains_interval_and_what_the_run_depends_on(tmp_
     assert "| gui | 80% | 75%-84% | 0% | 0%-7% | 100% | 250 / 50 |" in report
     assert "fewer episodes per task" in report and "## Reproducibility" in report
     assert "2 torch thread(s)" in report and "Environment restarts" in report and ": 1." in report
+    assert "torch 2.x on AMD EPYC (AVX2 kernels)" in report
     line = summary_line(FULL, {d: {"trained": 0.8} for d in FULL.domains}, intervals)
     assert "80% of MiniWoB++ episodes (95% interval 75%-84%, 250 episodes)" in line and "102 episodes" in line
     saved = json.loads((tmp_path / "results.json").read_text())

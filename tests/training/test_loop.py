@@ -149,3 +149,19 @@ def test_the_record_order_of_the_files_does_not_change_training(tmp_path, exampl
     a, b = final_weights(tmp_path / "a"), final_weights(tmp_path / "b")
     assert a.keys() == b.keys()
     assert [n for n in a if not torch.equal(a[n], b[n])] == []
+
+
+def test_each_start_records_what_its_float_sums_depend_on(tmp_path):
+    import json
+
+    import torch
+
+    from omniactor.training.loop import RUNTIME_FILE, record_runtime
+
+    record_runtime(tmp_path, 0, 1, "cpu")
+    record_runtime(tmp_path, 7, 1, "cpu")  # a resumed start adds a line
+    lines = [json.loads(line) for line in (tmp_path / RUNTIME_FILE).read_text().splitlines()]
+    assert [line["step"] for line in lines] == [0, 7]
+    assert lines[0]["torch_threads"] == torch.get_num_threads() and lines[0]["torch"] == torch.__version__
+    assert lines[0]["cpu"] and lines[0]["cpu"] != "unknown"
+    assert lines[0]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()

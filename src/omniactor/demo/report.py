@@ -88,13 +88,16 @@ def summary_line(plan: DemoPlan, domains: dict[str, dict[str, float]], intervals
 
 
 def reproducibility(out: Path, collected: dict[str, Any], results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """What the numbers depend on besides the code, the plan and the seeds: torch and its thread
-    counts (training, acting), and the environment restarts (the one event that timing decides)."""
+    """What the numbers depend on besides the code, the plan and the seeds: torch, the CPU it
+    trained on and its thread counts (training, acting), and the environment restarts (the one
+    event that timing decides)."""
     runtime_file = out / "runs" / "omniactor" / "runtime.jsonl"
     starts = [json.loads(line) for line in runtime_file.read_text().splitlines()] if runtime_file.exists() else []
     acting = sorted({r["torch_threads"] for by_env in results.values() for r in by_env.values()
                      if "torch_threads" in r})
     return {"torch": starts[-1]["torch"] if starts else None,
+            "cpu": starts[-1].get("cpu") if starts else None,
+            "cpu_capability": starts[-1].get("cpu_capability") if starts else None,
             "train_threads": sorted({s["torch_threads"] for s in starts}), "train_starts": len(starts),
             "eval_threads": acting,
             "collect_restarts": {env: s.get("restarts", 0) for env, s in collected.items()},
@@ -148,13 +151,15 @@ def _reproducibility_lines(facts: dict[str, Any]) -> list[str]:
     restarts = sum(facts["collect_restarts"].values()) + sum(
         n for by_env in facts["eval_restarts"].values() for n in by_env.values())
     return ["## Reproducibility", "",
-            (f"torch {facts['torch'] or 'unknown'}; training used {listed(facts['train_threads'])} torch thread(s) "
-             f"({facts['train_starts']} start(s)), acting {listed(facts['eval_threads'])} beside the environment "
-             "processes. The same command on the same machine, with the same thread counts, gives the same "
+            (f"torch {facts['torch'] or 'unknown'} on {facts.get('cpu') or 'an unrecorded CPU'} "
+             f"({facts.get('cpu_capability') or 'unknown'} kernels); training used {listed(facts['train_threads'])} "
+             f"torch thread(s) ({facts['train_starts']} start(s)), acting {listed(facts['eval_threads'])} beside the "
+             "environment processes. The same command on the same machine, with the same thread counts, gives the same "
              "numbers: demonstrations are fixed by their seeds, training reads them in episode order and its "
              "float sums are bitwise repeatable at a fixed thread count, and every evaluation episode has fixed "
              "seeds for its environment and for its sampled answers, whatever batch it acts in. Another thread "
-             "count (e.g. `OMP_NUM_THREADS`, another machine) trains another model."),
+             "count (e.g. `OMP_NUM_THREADS`) trains another model, and so may another CPU (torch picks its "
+             "kernels by the CPU's vector instructions)."),
             "",
             (f"Environment restarts (a browser or simulator that died; its episode runs again from its seed): "
              f"{restarts}. `eval/*/*/episodes.jsonl` holds each episode's `trajectory` (a digest of its actions) "

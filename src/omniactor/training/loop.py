@@ -480,15 +480,31 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     return result
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux; else what ``platform`` knows)."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def record_runtime(output_dir: Path, step: int, processes: int, device: Any) -> dict[str, Any]:
-    """Append this start's torch version, thread count, processes and device to ``runtime.jsonl``.
+    """Append this start's torch version, thread count, processes, device and CPU to ``runtime.jsonl``.
 
     On a CPU the same config, data and thread count give bitwise the same model; another
-    thread count splits the float sums differently and gives another model (docs/demo.md)."""
+    thread count splits the float sums differently and gives another model (docs/demo.md), and
+    so may another CPU: torch picks its kernels by the CPU's vector instructions
+    (``cpu_capability``: e.g. AVX2, AVX512)."""
     import platform
 
     record = {"step": step, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-              "processes": processes, "device": str(device), "machine": platform.machine()}
+              "processes": processes, "device": str(device), "machine": platform.machine(), "cpu": cpu_model(),
+              "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     with JsonLinesAppender(output_dir / RUNTIME_FILE) as f:
         f.append(record)
     return record
