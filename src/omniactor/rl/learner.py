@@ -441,6 +441,7 @@ class Learner:
         """Accumulate the policy's loss of ``chunk`` (divided by the minibatch's global step count);
         ``kl_sums``: the approximate KL summed per domain, for ``desired_kl``."""
         config = self.config
+        domain = chunk[0].record.domain  # a chunk holds one domain's steps
         scored = self.score([i.record for i in chunk], grad=True)
         old = torch.tensor([i.old_log_prob for i in chunk], device=self.device)
         advantages = torch.tensor([i.advantage for i in chunk], device=self.device)
@@ -454,11 +455,10 @@ class Learner:
             loss = loss + config.kl_coef * kl.sum()
             sums["kl_to_start"] = sums.get("kl_to_start", 0.0) + float(kl.detach().sum())
         labelled = [k for k, item in enumerate(chunk) if item.expert_target is not None]
-        coefficient = config.expert_coef_of(chunk[0].record.domain)
+        coefficient = config.expert_coef_of(domain)
         if coefficient and labelled:
             expert = self.expert_losses([chunk[k] for k in labelled], scored.hidden[labelled])
             loss = loss + coefficient * expert.sum()
-            domain = chunk[0].record.domain
             for key in ("expert_loss", f"expert_loss/{domain}"):
                 sums[key] = sums.get(key, 0.0) + float(expert.detach().sum())
             for key in ("expert_scored", f"expert_scored/{domain}"):
@@ -469,7 +469,6 @@ class Learner:
         sums["clip_fraction"] = sums.get("clip_fraction", 0.0) + float(clipped.sum())
         sums["approx_kl"] = sums.get("approx_kl", 0.0) + float(approx_kl.sum())
         if kl_sums is not None:
-            domain = chunk[0].record.domain
             kl_sums[domain] = kl_sums.get(domain, 0.0) + float(approx_kl.sum())
         sums["scored"] = sums.get("scored", 0.0) + len(chunk)
 
