@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 from omniactor.actions.continuous import EEF_DELTA_GRIPPER, XYZ_GRIPPER, ContinuousAction
 from omniactor.actions.errors import ActionDecodeError, ActionValueError
 from omniactor.actions.tokenizers import get_tokenizer_class, load_action_tokenizer
-from omniactor.actions.tokenizers.vq import ResidualVQTokenizer, VQTokenizer
+from omniactor.actions.tokenizers.vq import ResidualVQTokenizer, VQTokenizer, warn_if_untested_library
 
 #: small and fast: 3 levels of 64 codes, short runs of every fit phase (joint training included)
 SMALL = dict(num_quantizers=3, codebook_size=64, hidden_sizes=(32,), steps=40, batch_size=256,
@@ -80,6 +81,15 @@ def test_held_out_error_below_bound(tok, data):
     assert err.mean() < HELD_OUT_BOUND, err.mean()
     # the gripper (+-1) comes back (almost) exactly
     assert err[:, -1].max() < 0.05
+
+
+def test_a_library_version_that_fits_differently_is_named_in_a_warning():
+    with pytest.warns(UserWarning, match=r"vector-quantize-pytorch 1\.34\.1 fits codebooks differently"):
+        warn_if_untested_library("1.34.1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_untested_library("1.32.0")
+        warn_if_untested_library("1.32.0.post1")
 
 
 def test_more_levels_lower_error(data):
