@@ -183,6 +183,51 @@ def set_initial_spreads(agent: Any, config: RLConfig) -> None:
             adapter.head(agent.model).log_std.fill_(math.log(rollout.init_std))
 
 
+def resume(out: Path, config: RLConfig, learner: Learner, say: Any,
+           main: bool) -> tuple[int, dict[str, TaskOutcomes]]:
+    """The iteration to start from and the task outcomes so far: the last complete checkpoint's, or none.
+
+    The metrics of the iterations after that checkpoint are dropped: they are computed again.
+    """
+    start = 0
+    outcomes = {d: TaskOutcomes() for d in config.domains}
+    checkpoints = complete_checkpoints(out)
+    if checkpoints:
+        start, saved = load_checkpoint(checkpoints[-1], learner)
+        outcomes.update(saved)
+        say(f"resuming from {checkpoints[-1]} (iteration {start})")
+    if main:
+        kept, _ = read_json_lines(out / METRICS_FILE)
+        kept = [m for m in kept if m["iteration"] < start]
+        write_text_atomic(out / METRICS_FILE, "".join(json.dumps(m) + "\n" for m in kept))
+    return start, outcomes
+
+
+def iteration_record(config: RLConfig, iteration: int, batches: list[Any], statistics: dict[str, float],
+                     update_s: float, tasks: dict[str, list[str]], outcomes: dict[str, TaskOutcomes],
+                     collective: Collective) -> dict[str, Any]:
+    """One line of ``metrics.jsonl``: the update's statistics, each domain's and task's rollouts, the times.
+
+    Adds the iteration's per-task outcomes to ``outcomes`` (what ``task_sampling: failures`` reads).
+    """
+    rollout_s = sum(b.seconds for b in batches)
+    record: dict[str, Any] = {"iteration": iteration, **statistics, "rollout_s": round(rollout_s, 2),
+                              "update_s": round(update_s, 2),
+                              "update_share": round(update_s / max(update_s + rollout_s, 1e-9), 3),
+                              "warmup": config.algorithm == "ppo" and iteration < config.value_warmup}
+    for batch in batches:
+        record.update({f"{k}/{batch.domain}": v
+                       for k, v in domain_metrics(batch, collective, bool(config.expert_coef_of(batch.domain))).items()})
+        record[f"rollout_s/{batch.domain}"] = round(batch.seconds, 2)  # this process's, as rollout_s
+        per_task = task_metrics(batch, tasks[batch.domain], collective)
+        outcomes[batch.domain].add(per_task)
+        for task, (episodes, successes) in per_task.items():
+            record[f"episodes/{batch.domain}/{task}"] = episodes
+            record[f"success/{batch.domain}/{task}"] = successes / episodes
+    record["env_steps_per_s"] = round(sum(record[f"env_steps/{d}"] for d in config.domains) / max(rollout_s, 1e-9), 2)
+    return record
+
+
 def run(config: RLConfig, progress: bool = True) -> dict[str, Any]:
     from accelerate import Accelerator
     from tqdm.auto import tqdm
@@ -236,17 +281,7 @@ def run(config: RLConfig, progress: bool = True) -> dict[str, Any]:
         before = evaluate_all(agent, config, out, "before", progress)
     accelerator.wait_for_everyone()
 
-    start = 0
-    outcomes = {d: TaskOutcomes() for d in config.domains}
-    checkpoints = complete_checkpoints(out)
-    if checkpoints:
-        start, saved = load_checkpoint(checkpoints[-1], learner)
-        outcomes.update(saved)
-        accelerator.print(f"resuming from {checkpoints[-1]} (iteration {start})")
-    if main:  # the metrics of iterations after the checkpoint are computed again
-        kept, _ = read_json_lines(out / METRICS_FILE)
-        kept = [m for m in kept if m["iteration"] < start]
-        write_text_atomic(out / METRICS_FILE, "".join(json.dumps(m) + "\n" for m in kept))
+    start, outcomes = resume(out, config, learner, accelerator.print, main)
 
     writer = None
     if main:
@@ -272,23 +307,7 @@ def run(config: RLConfig, progress: bool = True) -> dict[str, Any]:
             started = time.perf_counter()
             statistics = learner.update(batches, iteration)
             update_s = time.perf_counter() - started
-            rollout_s = sum(b.seconds for b in batches)
-            record: dict[str, Any] = {"iteration": iteration, **statistics, "rollout_s": round(rollout_s, 2),
-                                      "update_s": round(update_s, 2),
-                                      "update_share": round(update_s / max(update_s + rollout_s, 1e-9), 3),
-                                      "warmup": config.algorithm == "ppo" and iteration < config.value_warmup}
-            for batch in batches:
-                record.update({f"{k}/{batch.domain}": v
-                               for k, v in domain_metrics(batch, collective,
-                                                          bool(config.expert_coef_of(batch.domain))).items()})
-                record[f"rollout_s/{batch.domain}"] = round(batch.seconds, 2)  # this process's, as rollout_s
-                per_task = task_metrics(batch, tasks[batch.domain], collective)
-                outcomes[batch.domain].add(per_task)
-                for task, (episodes, successes) in per_task.items():
-                    record[f"episodes/{batch.domain}/{task}"] = episodes
-                    record[f"success/{batch.domain}/{task}"] = successes / episodes
-            record["env_steps_per_s"] = round(sum(record[f"env_steps/{d}"] for d in config.domains)
-                                              / max(rollout_s, 1e-9), 2)
+            record = iteration_record(config, iteration, batches, statistics, update_s, tasks, outcomes, collective)
             if main:
                 with JsonLinesAppender(out / METRICS_FILE) as f:
                     f.append(record)
