@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from omniactor.rl.algorithms import grpo_advantages
 from omniactor.rl.config import RLConfig, RolloutConfig
 from omniactor.rl.learner import Collective, Learner, RLError, trainable_parameters
 from omniactor.rl.rollout import RolloutBatch, RolloutJob, Step, Trajectory
@@ -88,6 +89,31 @@ def test_an_update_moves_only_the_rl_domains_parameters(domain, algorithm):
     greedy_after = [d.action for d in agent.act_batch([agent.start("go", d) for d in others],
                                                       [observation(d, 5) for d in others], details=True)]
     assert greedy_after == greedy_before
+
+
+@pytest.mark.parametrize("domain", list(DOMAINS))
+def test_a_policy_gradient_step_makes_the_better_episodes_acts_likelier(domain):
+    """One on-policy GRPO step: the log-probabilities move along the advantages (a sign error fails it).
+
+    Adam's first step is ``lr * sign(gradient)`` per parameter, so to first order it raises the
+    advantage-weighted sum of the acts' log-probabilities by ``lr * |gradient|_1``.
+    """
+    agent = build_agent()
+    pointer = next(d for d, (_, output) in DOMAINS.items() if output == "pointer")
+    parameters = trainable_parameters(agent.model, [domain], list(DOMAINS), pointer, train_shared=False)
+    batch = rollouts(agent, domain)
+    records = [s.record for t in batch.trajectories for s in t.steps]
+    learner = Learner(agent, config_for(domain, algorithm="grpo", epochs=1, minibatches=1, learning_rate=1e-5,
+                                        head_learning_rate=1e-5), parameters)
+    before = learner.score(records, grad=False).log_probs.double()
+    learner.update([batch], iteration=0)
+    after = learner.score(records, grad=False).log_probs.double()
+    advantages = grpo_advantages(torch.tensor([t.episode_return for t in batch.trajectories]),
+                                 torch.tensor([t.job.group for t in batch.trajectories]))
+    per_act = torch.cat([torch.full((len(t.steps),), float(a), dtype=torch.float64)
+                         for t, a in zip(batch.trajectories, advantages)])
+    assert per_act.abs().sum() > 0
+    assert float((per_act * (after - before)).sum()) > 0, (per_act, after - before)
 
 
 def test_value_warmup_trains_only_the_value_head():
