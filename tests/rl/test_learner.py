@@ -116,6 +116,29 @@ def test_a_policy_gradient_step_makes_the_better_episodes_acts_likelier(domain):
     assert float((per_act * (after - before)).sum()) > 0, (per_act, after - before)
 
 
+def test_loss_average_episodes_weighs_each_step_by_its_episodes_length():
+    agent = build_agent()
+    parameters = trainable_parameters(agent.model, ["codes"], list(DOMAINS), "grid", train_shared=False)
+    batch = rollouts(agent, "codes")  # 4 episodes of 3 steps
+
+    def gradient(average):
+        learner = Learner(agent, config_for("codes", algorithm="grpo", loss_average=average), parameters)
+        items = learner._prepare(batch)
+        agent.model.zero_grad(set_to_none=True)
+        learner._backward(items, sum(i.weight for i in items), {})
+        return items, torch.cat([p.grad.flatten() for p in parameters.values() if p.grad is not None])
+
+    # equal lengths: the weighted mean is the plain one
+    _, by_steps = gradient("steps")
+    _, by_episodes = gradient("episodes")
+    torch.testing.assert_close(by_episodes, by_steps, rtol=1e-5, atol=1e-7)
+    batch.trajectories[0].steps = batch.trajectories[0].steps[:1]
+    items, _ = gradient("episodes")
+    assert [i.weight for i in items] == [1.0] + [pytest.approx(1 / 3)] * 9
+    with pytest.raises(ValueError, match="loss_average: 'tokens' is not one of"):
+        config_for("codes", loss_average="tokens")
+
+
 def test_value_warmup_trains_only_the_value_head():
     agent = build_agent()
     parameters = trainable_parameters(agent.model, ["grid_world"], list(DOMAINS), "grid", train_shared=False)

@@ -23,6 +23,7 @@ from ..training.config import ConfigError, _build, _help_of, read_config
 ALGORITHMS = ("ppo", "grpo")
 ROLLOUT_SPLITS = ("train", "validation")
 TASK_SAMPLING = ("uniform", "failures")
+LOSS_AVERAGES = ("steps", "episodes")
 
 
 @dataclass
@@ -113,6 +114,9 @@ class RLConfig:
     (DAgger: the expert labels each state the agent reaches, in the environment process; 0: off)"""
     group_size: int = 4
     """grpo: rollouts per task seed (each domain's episodes must be a multiple of it)"""
+    loss_average: str = "steps"
+    """how the policy loss averages over a minibatch: steps (each step counts once) | episodes (each
+    step weighs 1 / its episode's length, so every episode counts alike: GRPO's per-sequence mean)"""
     epochs: int = 2
     """passes over each iteration's rollouts"""
     minibatches: int = 2
@@ -158,6 +162,8 @@ class RLConfig:
             raise ConfigError(f"algorithm: {self.algorithm!r} is not one of {list(ALGORITHMS)}")
         if self.task_sampling not in TASK_SAMPLING:
             raise ConfigError(f"task_sampling: {self.task_sampling!r} is not one of {list(TASK_SAMPLING)}")
+        if self.loss_average not in LOSS_AVERAGES:
+            raise ConfigError(f"loss_average: {self.loss_average!r} is not one of {list(LOSS_AVERAGES)}")
         for domain, rollout in self.domains.items():
             where = f"domains.{domain}"
             if not rollout.env:

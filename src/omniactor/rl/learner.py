@@ -140,6 +140,7 @@ class _Item:
     reference_log_prob: float = 0.0
     features: torch.Tensor | None = None  # the value head's input, from the scoring pass before the update
     expert_target: Any = None  # the expert's action for this step's state, encoded: answer ids or a head's target
+    weight: float = 1.0  # in the policy loss's average (loss_average: episodes gives 1 / the episode's length)
 
 
 class Learner:
@@ -290,7 +291,9 @@ class Learner:
     # -- advantages ------------------------------------------------------------------------
     def _prepare(self, batch: RolloutBatch) -> list[_Item]:
         """The domain's steps with their old values (PPO), reference log-probs (KL), advantages and returns."""
-        items = [_Item(s.record, t.job.key, s.index, s.record.log_prob) for t in batch.trajectories for s in t.steps]
+        items = [_Item(s.record, t.job.key, s.index, s.record.log_prob,
+                       weight=1.0 / len(t.steps) if self.config.loss_average == "episodes" else 1.0)
+                 for t in batch.trajectories for s in t.steps]
         if not items:
             return items
         if self.config.expert_coef_of(batch.domain):
@@ -381,7 +384,7 @@ class Learner:
             for minibatch in range(config.minibatches):
                 members = {d: [i for i in items if self.minibatch_of(iteration, epoch, i) == minibatch]
                            for d, items in prepared.items()}
-                total = self._global_count(sum(len(m) for m in members.values()))
+                total = self._global_sum(sum(i.weight for m in members.values() for i in m))
                 if total == 0:
                     continue
                 self.optimizer.zero_grad(set_to_none=False)  # unused parameters step alike on 1 or N processes
@@ -406,7 +409,7 @@ class Learner:
                 self.optimizer.step()
         return self._statistics(prepared, sums)
 
-    def _global_count(self, local: int) -> float:
+    def _global_sum(self, local: float) -> float:
         return float(self.collective.sum(torch.tensor(float(local)))) if self.collective.world > 1 else float(local)
 
     def _update_values(self, prepared: dict[str, list[_Item]], iteration: int, sums: dict[str, float]) -> None:
@@ -418,7 +421,7 @@ class Learner:
             for minibatch in range(config.minibatches):
                 members = {d: [i for i in items if self.minibatch_of(iteration, 1000 + epoch, i) == minibatch]
                            for d, items in prepared.items()}
-                total = self._global_count(sum(len(m) for m in members.values()))
+                total = self._global_sum(sum(len(m) for m in members.values()))
                 if total == 0:
                     continue
                 self.value_optimizer.zero_grad(set_to_none=False)
@@ -438,27 +441,29 @@ class Learner:
 
     def _backward(self, chunk: list[_Item], total: float, sums: dict[str, float],
                   kl_sums: dict[str, float] | None = None) -> None:
-        """Accumulate the policy's loss of ``chunk`` (divided by the minibatch's global step count);
+        """Accumulate the policy's loss of ``chunk``, each step's terms times its weight, divided by the
+        minibatch's global sum of weights (its step count with ``loss_average: steps``);
         ``kl_sums``: the approximate KL summed per domain, for ``desired_kl``."""
         config = self.config
         domain = chunk[0].record.domain  # a chunk holds one domain's steps
         scored = self.score([i.record for i in chunk], grad=True)
         old = torch.tensor([i.old_log_prob for i in chunk], device=self.device)
         advantages = torch.tensor([i.advantage for i in chunk], device=self.device)
+        weights = torch.tensor([i.weight for i in chunk], device=self.device)
         losses, log_ratio = clipped_surrogate(scored.log_probs, old, advantages, config.clip, config.dual_clip)
         clipped, approx_kl = ratio_statistics(log_ratio, config.clip)
-        loss = config.policy_coef * losses.sum() - config.entropy_coef * scored.entropies.sum()
+        loss = config.policy_coef * (weights * losses).sum() - config.entropy_coef * (weights * scored.entropies).sum()
         if self.reference is not None:
             reference = torch.tensor([i.reference_log_prob for i in chunk], device=self.device)
             delta = reference - scored.log_probs  # k3: exp(d) - d - 1 >= 0, the KL to the starting policy
             kl = delta.exp() - delta - 1.0
-            loss = loss + config.kl_coef * kl.sum()
+            loss = loss + config.kl_coef * (weights * kl).sum()
             sums["kl_to_start"] = sums.get("kl_to_start", 0.0) + float(kl.detach().sum())
         labelled = [k for k, item in enumerate(chunk) if item.expert_target is not None]
         coefficient = config.expert_coef_of(domain)
         if coefficient and labelled:
             expert = self.expert_losses([chunk[k] for k in labelled], scored.hidden[labelled])
-            loss = loss + coefficient * expert.sum()
+            loss = loss + coefficient * (weights[labelled] * expert).sum()
             for key in ("expert_loss", f"expert_loss/{domain}"):
                 sums[key] = sums.get(key, 0.0) + float(expert.detach().sum())
             for key in ("expert_scored", f"expert_scored/{domain}"):
