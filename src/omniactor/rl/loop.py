@@ -28,6 +28,7 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +184,7 @@ def set_initial_spreads(agent: Any, config: RLConfig) -> None:
             adapter.head(agent.model).log_std.fill_(math.log(rollout.init_std))
 
 
-def resume(out: Path, config: RLConfig, learner: Learner, say: Any,
+def resume(out: Path, config: RLConfig, learner: Learner, say: Callable[[str], None],
            main: bool) -> tuple[int, dict[str, TaskOutcomes]]:
     """The iteration to start from and the task outcomes so far: the last complete checkpoint's, or none.
 
