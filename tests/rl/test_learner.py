@@ -116,6 +116,30 @@ def test_a_policy_gradient_step_makes_the_better_episodes_acts_likelier(domain):
     assert float((per_act * (after - before)).sum()) > 0, (per_act, after - before)
 
 
+def test_advantage_floor_zero_reinforces_only_the_better_episodes():
+    """With ``advantage_floor: 0`` the worse episodes' acts add nothing to the gradient: it equals the
+    gradient of the better episodes alone, divided by every step's count as before."""
+    agent = build_agent()
+    parameters = trainable_parameters(agent.model, ["codes"], list(DOMAINS), "grid", train_shared=False)
+    batch = rollouts(agent, "codes")
+    items = Learner(agent, config_for("codes", algorithm="grpo"), parameters).prepare([batch])["codes"]
+    learner = Learner(agent, config_for("codes", algorithm="grpo", advantage_floor=0.0), parameters)
+    raised = learner.prepare([batch])["codes"]
+    assert min(i.advantage for i in items) < 0 < max(i.advantage for i in items)
+    assert [i.advantage for i in raised] == [max(i.advantage, 0.0) for i in items]
+
+    def gradient(chosen):
+        agent.model.zero_grad(set_to_none=False)
+        learner._backward(chosen, len(items), {})
+        return torch.cat([p.grad.flatten().clone() for p in parameters.values()])
+
+    better = [i for i in raised if i.advantage > 0]
+    torch.testing.assert_close(gradient(raised), gradient(better), rtol=1e-5, atol=1e-8)
+    assert gradient(raised).abs().sum() > 0
+    with pytest.raises(ValueError, match="advantage_floor: 0.5 must be at most 0"):
+        config_for("codes", advantage_floor=0.5)
+
+
 def test_loss_average_episodes_weighs_each_step_by_its_episodes_length():
     agent = build_agent()
     parameters = trainable_parameters(agent.model, ["codes"], list(DOMAINS), "grid", train_shared=False)
@@ -280,8 +304,7 @@ def test_ppo_normalises_advantages_per_domain():
     for trajectory in batches[0].trajectories:
         for step in trajectory.steps:
             step.reward *= 1000.0
-    prepared = {b.domain: learner._prepare(b) for b in batches}
-    learner._normalise(prepared)
+    prepared = learner.prepare(batches)
     for domain, items in prepared.items():
         advantages = torch.tensor([i.advantage for i in items], dtype=torch.float64)
         assert float(advantages.mean()) == pytest.approx(0.0, abs=1e-9), domain

@@ -114,6 +114,11 @@ class RLConfig:
     (DAgger: the expert labels each state the agent reaches, in the environment process; 0: off)"""
     group_size: int = 4
     """grpo: rollouts per task seed (each domain's episodes must be a multiple of it)"""
+    advantage_floor: float | None = None
+    """advantages below this are raised to it, after PPO's normalisation (e.g. 0: only the episodes
+    better than their baseline are reinforced, as in self-imitation learning, Oh et al. 2018; the
+    acts of worse ones are no longer pushed down, which moves a softmax's mass onto the actions
+    not taken); null: off"""
     loss_average: str = "steps"
     """how the policy loss averages over a minibatch: steps (each step counts once) | episodes (each
     step weighs 1 / its episode's length, so every episode counts alike: GRPO's per-sequence mean)"""
@@ -183,6 +188,8 @@ class RLConfig:
                 raise ConfigError(f"{key}: must be at least 1")
         if self.dual_clip is not None and self.dual_clip <= 1:
             raise ConfigError(f"dual_clip: {self.dual_clip} must be above 1 (e.g. 3), or null for none")
+        if self.advantage_floor is not None and self.advantage_floor > 0:
+            raise ConfigError(f"advantage_floor: {self.advantage_floor} must be at most 0 (e.g. 0), or null for none")
         if self.desired_kl is not None and self.desired_kl <= 0:
             raise ConfigError(f"desired_kl: {self.desired_kl} must be above 0 (e.g. 0.01), or null for fixed rates")
         if self.policy_coef < 0:

@@ -11,7 +11,8 @@
    (``models.adapters.ValueHead``, on the detached hidden state, and the standardised state with
    ``value_state``; a truncated episode bootstraps from the value of the state it reached), normalised per domain
    over all processes' steps. GRPO normalises each episode's return within its group (the
-   ``group_size`` rollouts of one task seed) and needs no critic.
+   ``group_size`` rollouts of one task seed) and needs no critic. ``advantage_floor`` then
+   raises the advantages below it to it (0: only better-than-baseline episodes are reinforced).
 3. **Epochs of minibatches**: each step lands in a minibatch by a hash of (seed, iteration,
    epoch, episode, step), so the partition is the same on one process or several. Each
    minibatch's losses are summed and divided by its step count over all processes, the
@@ -141,6 +142,12 @@ class _Item:
     features: torch.Tensor | None = None  # the value head's input, from the scoring pass before the update
     expert_target: Any = None  # the expert's action for this step's state, encoded: answer ids or a head's target
     weight: float = 1.0  # in the policy loss's average (loss_average: episodes gives 1 / the episode's length)
+
+
+def raise_to_floor(items: Sequence[_Item], floor: float) -> None:
+    """``advantage_floor``: every step's advantage is at least ``floor``."""
+    for item in items:
+        item.advantage = max(item.advantage, floor)
 
 
 class Learner:
@@ -339,6 +346,15 @@ class Learner:
                 position += len(trajectory.steps)
         return items
 
+    def prepare(self, batches: Sequence[RolloutBatch]) -> dict[str, list[_Item]]:
+        """Each domain's steps with their final advantages: PPO's normalised, then ``advantage_floor``."""
+        prepared = {b.domain: self._prepare(b) for b in batches}
+        if self.config.algorithm == "ppo":
+            self._normalise(prepared)
+        if self.config.advantage_floor is not None:
+            raise_to_floor([i for items in prepared.values() for i in items], self.config.advantage_floor)
+        return prepared
+
     def _summed_per_domain(self, prepared: dict[str, list[_Item]], moments: Any) -> torch.Tensor:
         """``moments(items)`` (a list of float64 scalars) of each configured domain's steps, summed over
         processes in one call: a (domains, moments) tensor, rows in the config's order (the same on
@@ -372,9 +388,7 @@ class Learner:
         config = self.config
         self.model.train(False)  # no dropout: the scores must match the rollouts'
         self.expert_unencodable = 0
-        prepared = {b.domain: self._prepare(b) for b in batches}
-        if config.algorithm == "ppo":
-            self._normalise(prepared)
+        prepared = self.prepare(batches)
         warming = config.algorithm == "ppo" and iteration < config.value_warmup
         sums: dict[str, float] = {"expert_unencodable": self.expert_unencodable} if self.expert_unencodable else {}
         if self.value_heads is not None:
