@@ -53,6 +53,9 @@ def test_a_run_writes_its_outputs_and_leaves_the_other_domains_bit_identical(tmp
                 "entropy", "approx_kl", "clip_fraction", "explained_variance", "rollout_s", "rollout_s/discrete", "update_s", "sft_loss", "expert_loss"):
         assert key in metrics[0], key
     assert metrics[0]["episodes/discrete"] == 2
+    shares = {k.split("/")[-1]: v for k, v in metrics[0].items() if k.startswith("actions/discrete/")}
+    assert shares and set(shares) <= {"left", "right", "forward", "pickup", "drop", "toggle", "done"}
+    assert sum(shares.values()) == pytest.approx(1.0, abs=1e-3)
     assert metrics[0]["expert_labelled/discrete"] == 1.0  # the BabyAI bot labels every state the agent reaches
     assert result["domains"]["discrete"]["before"]["episodes"] == 1
     before, after = read_state_dict(checkpoint), read_state_dict(out / "final")
@@ -170,3 +173,25 @@ def test_two_processes_with_their_own_environments_reach_the_parameters_of_one(t
     moved = max((a[n].float() - initial[n].float()).abs().max().item() for n in a)
     worst = max((a[n].float() - b[n].float()).abs().max().item() for n in a)
     assert moved > 0 and worst < 0.02 * moved, (worst, moved)  # float order only (test_learner explains the bound)
+
+
+def test_action_shares_count_each_kind_of_act_over_the_rollouts():
+    from types import SimpleNamespace
+
+    from omniactor.actions import Click, DiscreteAction, Point
+    from omniactor.actions.tokenizers.discrete import DiscreteTokenTokenizer
+    from omniactor.rl.learner import Collective
+    from omniactor.rl.loop import action_kinds, action_shares
+
+    kinds = action_kinds(DiscreteTokenTokenizer(["left", "right", "forward", "pickup"]))
+    assert kinds[:4] == ("left", "right", "forward", "pickup") and "click" in kinds
+
+    def batch(*actions):
+        steps = [SimpleNamespace(action=a) for a in actions]
+        return SimpleNamespace(trajectories=[SimpleNamespace(steps=steps[:2]), SimpleNamespace(steps=steps[2:])])
+
+    taken = batch(DiscreteAction("left"), DiscreteAction("forward"), DiscreteAction("forward"), None,
+                  DiscreteAction("pickup"))
+    assert action_shares(taken, kinds, Collective()) == {"left": 0.25, "forward": 0.5, "pickup": 0.25}
+    assert action_shares(batch(Click(Point(0.5, 0.5))), kinds, Collective()) == {"click": 1.0}
+    assert action_shares(batch(), kinds, Collective()) == {}

@@ -28,7 +28,8 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +171,32 @@ def domain_metrics(batch: Any, collective: Collective, expert_labels: bool = Fal
     return metrics
 
 
+def action_kinds(action_tokenizer: Any) -> tuple[str, ...]:
+    """The kinds of action ``action_shares`` counts for a domain: a discrete space's action names,
+    then the GUI action types (a continuous action has no kinds to count)."""
+    from ..actions import GUI_ACTION_TYPES, DiscreteSpace
+
+    space = getattr(action_tokenizer, "space", None)
+    return (tuple(space.names) if isinstance(space, DiscreteSpace) else ()) + tuple(GUI_ACTION_TYPES)
+
+
+def action_kind(action: Any) -> str:
+    """A discrete action's name, otherwise the action's type (click, type, ..., continuous)."""
+    from ..actions import DiscreteAction
+
+    return action.name if isinstance(action, DiscreteAction) else str(getattr(action, "type", ""))
+
+
+def action_shares(batch: Any, kinds: Sequence[str], collective: Collective) -> dict[str, float]:
+    """The share of a domain's rollout acts of each kind in ``kinds``, over every process (the kinds
+    never taken are left out). A policy gradient that mostly pushes down the acts taken moves a
+    softmax's mass onto the others, no-ops included: this is where it shows."""
+    counts = Counter(action_kind(s.action) for t in batch.trajectories for s in t.steps if s.action is not None)
+    totals = collective.sum(torch.tensor([float(counts.get(k, 0)) for k in kinds], dtype=torch.float64)).tolist()
+    acts = sum(totals)
+    return {kind: count / acts for kind, count in zip(kinds, totals) if count} if acts else {}
+
+
 def set_initial_spreads(agent: Any, config: RLConfig) -> None:
     """Each ``domains.<d>.init_std``: the regression head's ``log_std`` set to its log (a resumed
     run then loads the checkpoint's own)."""
@@ -206,8 +233,9 @@ def resume(out: Path, config: RLConfig, learner: Learner, say: Callable[[str], N
 
 def iteration_record(config: RLConfig, iteration: int, batches: list[Any], statistics: dict[str, float],
                      update_s: float, tasks: dict[str, list[str]], outcomes: dict[str, TaskOutcomes],
-                     collective: Collective) -> dict[str, Any]:
-    """One line of ``metrics.jsonl``: the update's statistics, each domain's and task's rollouts, the times.
+                     collective: Collective, kinds: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    """One line of ``metrics.jsonl``: the update's statistics, each domain's and task's rollouts, the
+    share of each kind of action (``kinds``: ``action_kinds`` per domain), the times.
 
     Adds the iteration's per-task outcomes to ``outcomes`` (what ``task_sampling: failures`` reads).
     """
@@ -220,6 +248,8 @@ def iteration_record(config: RLConfig, iteration: int, batches: list[Any], stati
         record.update({f"{k}/{batch.domain}": v
                        for k, v in domain_metrics(batch, collective, bool(config.expert_coef_of(batch.domain))).items()})
         record[f"rollout_s/{batch.domain}"] = round(batch.seconds, 2)  # this process's, as rollout_s
+        record.update({f"actions/{batch.domain}/{kind}": round(share, 4)
+                       for kind, share in action_shares(batch, kinds[batch.domain], collective).items()})
         per_task = task_metrics(batch, tasks[batch.domain], collective)
         outcomes[batch.domain].add(per_task)
         for task, (episodes, successes) in per_task.items():
@@ -264,6 +294,7 @@ def run(config: RLConfig, progress: bool = True) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
         save_config(config, out / "config.yaml")
     pointer_domain = next((d for d, s in agent.settings.domains.items() if s.output == "pointer"), None)
+    kinds = {d: action_kinds(agent.adapters[d].action_tokenizer) for d in config.domains}
     parameters = trainable_parameters(agent.model, list(config.domains), agent.settings.names, pointer_domain,
                                       config.train_shared)
     reference = None
@@ -308,7 +339,8 @@ def run(config: RLConfig, progress: bool = True) -> dict[str, Any]:
             started = time.perf_counter()
             statistics = learner.update(batches, iteration)
             update_s = time.perf_counter() - started
-            record = iteration_record(config, iteration, batches, statistics, update_s, tasks, outcomes, collective)
+            record = iteration_record(config, iteration, batches, statistics, update_s, tasks, outcomes, collective,
+                                      kinds)
             if main:
                 with JsonLinesAppender(out / METRICS_FILE) as f:
                     f.append(record)

@@ -69,6 +69,7 @@ class Step:
     truncated: bool
     index: int  # the step's place in its episode
     expert_action: Action | None = None  # what the environment's expert would have done here (expert_coef)
+    action: Action | None = None  # what the agent did (its kind is counted per iteration: actions/<d>/<kind>)
 
 
 @dataclass
@@ -171,7 +172,7 @@ class _Keeper(StepHooks):
         trajectory = self.running[job.key]
         trajectory.steps.append(Step(answer.record, float(reward) * self.scale, bool(terminated),
                                      bool(truncated) and not terminated, len(trajectory.steps),
-                                     self.suggestion.pop(job.key, None)))
+                                     self.suggestion.pop(job.key, None), answer.action))
         self.suggestion[job.key] = observation.extra.get(EXPERT_ACTION)
         if truncated and not terminated:
             images, state = observation_inputs(observation, job.key)
