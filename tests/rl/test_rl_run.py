@@ -185,6 +185,7 @@ def test_action_shares_count_each_kind_of_act_over_the_rollouts():
 
     kinds = action_kinds(DiscreteTokenTokenizer(["left", "right", "forward", "pickup"]))
     assert kinds[:4] == ("left", "right", "forward", "pickup") and "click" in kinds
+    assert action_kinds(DiscreteTokenTokenizer(["wait", "go"])).count("wait") == 1
 
     def batch(*actions):
         steps = [SimpleNamespace(action=a) for a in actions]

@@ -177,7 +177,8 @@ def action_kinds(action_tokenizer: Any) -> tuple[str, ...]:
     from ..actions import GUI_ACTION_TYPES, DiscreteSpace
 
     space = getattr(action_tokenizer, "space", None)
-    return (tuple(space.names) if isinstance(space, DiscreteSpace) else ()) + tuple(GUI_ACTION_TYPES)
+    names = tuple(space.names) if isinstance(space, DiscreteSpace) else ()
+    return tuple(dict.fromkeys(names + tuple(GUI_ACTION_TYPES)))  # a discrete action named like a GUI type counts once
 
 
 def action_kind(action: Any) -> str:
