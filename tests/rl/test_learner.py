@@ -116,6 +116,13 @@ def test_a_policy_gradient_step_makes_the_better_episodes_acts_likelier(domain):
     assert float((per_act * (after - before)).sum()) > 0, (per_act, after - before)
 
 
+def policy_gradient(learner, items, total, parameters):
+    """The gradient of ``items``' policy loss divided by ``total``, flattened over ``parameters``."""
+    learner.agent.model.zero_grad(set_to_none=False)
+    learner._backward(items, total, {})
+    return torch.cat([p.grad.flatten().clone() for p in parameters.values() if p.grad is not None])
+
+
 def test_advantage_floor_zero_reinforces_only_the_better_episodes():
     """With ``advantage_floor: 0`` the worse episodes' acts add nothing to the gradient: it equals the
     gradient of the better episodes alone, divided by every step's count as before."""
@@ -128,14 +135,10 @@ def test_advantage_floor_zero_reinforces_only_the_better_episodes():
     assert min(i.advantage for i in items) < 0 < max(i.advantage for i in items)
     assert [i.advantage for i in raised] == [max(i.advantage, 0.0) for i in items]
 
-    def gradient(chosen):
-        agent.model.zero_grad(set_to_none=False)
-        learner._backward(chosen, len(items), {})
-        return torch.cat([p.grad.flatten().clone() for p in parameters.values()])
-
     better = [i for i in raised if i.advantage > 0]
-    torch.testing.assert_close(gradient(raised), gradient(better), rtol=1e-5, atol=1e-8)
-    assert gradient(raised).abs().sum() > 0
+    gradient = policy_gradient(learner, raised, len(items), parameters)
+    torch.testing.assert_close(gradient, policy_gradient(learner, better, len(items), parameters), rtol=1e-5, atol=1e-8)
+    assert gradient.abs().sum() > 0
     with pytest.raises(ValueError, match="advantage_floor: 0.5 must be at most 0"):
         config_for("codes", advantage_floor=0.5)
 
@@ -148,9 +151,7 @@ def test_loss_average_episodes_weighs_each_step_by_its_episodes_length():
     def gradient(average):
         learner = Learner(agent, config_for("codes", algorithm="grpo", loss_average=average), parameters)
         items = learner._prepare(batch)
-        agent.model.zero_grad(set_to_none=True)
-        learner._backward(items, sum(i.weight for i in items), {})
-        return items, torch.cat([p.grad.flatten() for p in parameters.values() if p.grad is not None])
+        return items, policy_gradient(learner, items, sum(i.weight for i in items), parameters)
 
     # equal lengths: the weighted mean is the plain one
     _, by_steps = gradient("steps")

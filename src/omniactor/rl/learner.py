@@ -144,12 +144,6 @@ class _Item:
     weight: float = 1.0  # in the policy loss's average (loss_average: episodes gives 1 / the episode's length)
 
 
-def raise_to_floor(items: Sequence[_Item], floor: float) -> None:
-    """``advantage_floor``: every step's advantage is at least ``floor``."""
-    for item in items:
-        item.advantage = max(item.advantage, floor)
-
-
 class Learner:
     def __init__(self, agent: Any, config: RLConfig, parameters: dict[str, nn.Parameter],
                  collective: Collective | None = None, reference: nn.Module | None = None):
@@ -352,7 +346,8 @@ class Learner:
         if self.config.algorithm == "ppo":
             self._normalise(prepared)
         if self.config.advantage_floor is not None:
-            raise_to_floor([i for items in prepared.values() for i in items], self.config.advantage_floor)
+            for item in (i for items in prepared.values() for i in items):
+                item.advantage = max(item.advantage, self.config.advantage_floor)
         return prepared
 
     def _summed_per_domain(self, prepared: dict[str, list[_Item]], moments: Any) -> torch.Tensor:

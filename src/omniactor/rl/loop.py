@@ -185,7 +185,7 @@ def action_kind(action: Any) -> str:
     """A discrete action's name, otherwise the action's type (click, type, ..., continuous)."""
     from ..actions import DiscreteAction
 
-    return action.name if isinstance(action, DiscreteAction) else str(getattr(action, "type", ""))
+    return action.name if isinstance(action, DiscreteAction) else action.type
 
 
 def action_shares(batch: Any, kinds: Sequence[str], collective: Collective) -> dict[str, float]:
