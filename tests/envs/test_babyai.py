@@ -62,6 +62,27 @@ def test_one_hot_state_matches_the_codes():
     assert onehot.config()["state_format"] == "onehot"
 
 
+def test_frames_stack_the_views_newest_first():
+    require("babyai")
+    one = make_env("babyai", "GoToLocal", tile_size=4, state_format="onehot")
+    three = make_env("babyai", "GoToLocal", tile_size=4, state_format="onehot", frames=3)
+    width = 7 * 7 * 21 + 4
+    views = [one.reset(4).state]
+    stacked = [three.reset(4).state]
+    for name in ("left", "forward", "right"):
+        views.append(one.step(DiscreteAction(name)).observation.state)
+        stacked.append(three.step(DiscreteAction(name)).observation.state)
+    assert all(s.shape == (3 * width,) for s in stacked) and three.config()["frames"] == 3
+    # before the episode's first step: zeros
+    assert np.array_equal(stacked[0][:width], views[0]) and not stacked[0][width:].any()
+    assert np.array_equal(stacked[1], np.concatenate([views[1], views[0], np.zeros(width)]))
+    assert np.array_equal(stacked[3], np.concatenate([views[3], views[2], views[1]]))
+    # a new episode forgets the last one's views
+    assert np.array_equal(three.reset(5).state, np.concatenate([one.reset(5).state, np.zeros(2 * width)]))
+    with pytest.raises(ValueError, match="frames must be a whole number"):
+        make_env("babyai", "GoToLocal", frames=0)
+
+
 def test_full_state_marks_the_agent():
     require("babyai")
     from minigrid.core.constants import OBJECT_TO_IDX

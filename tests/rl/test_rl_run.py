@@ -47,6 +47,8 @@ def test_a_run_writes_its_outputs_and_leaves_the_other_domains_bit_identical(tmp
                  "rollouts/iter-000001/discrete/episodes.jsonl"):
         assert (out / name).exists(), name
     assert (out / "tensorboard").is_dir() and len(list(out.glob("checkpoint-*"))) == 2
+    # the encoded demonstrations are cached beside the run, where other runs of the folder reuse them
+    assert len(list((tmp_path / ".omniactor-cache").glob("*/index.json"))) == 1 and not list(out.glob(".*"))
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["iteration"] for m in metrics] == [0, 1]
     for key in ("success/discrete", "return/discrete", "episode_length/discrete", "policy_loss", "value_loss",

@@ -148,6 +148,7 @@ def rl_config(plan: DemoPlan, trained: Path, out: Path) -> Any:
                 "evaluate_before": False, "workers": plan.eval_workers}
     if settings.get("sft_coef"):  # GEA's SFT term, on the demonstrations the agent was trained on
         settings["sft_data"] = [str(out / "data" / env.env) for env in plan.envs if env.env in plan.rl.episodes]
+        settings["cache_dir"] = str(out / "cache")
     path = out / "rl.yaml"
     path.write_text(yaml.safe_dump(settings, sort_keys=False))
     return load_config(path)

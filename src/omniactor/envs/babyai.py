@@ -11,6 +11,8 @@ it must remember where it has looked. ``state_format="onehot"`` writes each cell
 object, colour and state (11 + 6 + 4 values) and the direction as one-hot 4: ``(1033,)`` for
 the agent's view. The codes are categories, and a network reads "a red ball in this cell"
 from one-hot inputs with one weight, where from codes it must carve it out of a number line.
+``frames=k`` gives the state a memory of views: the current one and the k - 1 before it,
+newest first, each as wide as one (zeros before the episode's first step).
 Actions are ``DiscreteAction`` over ``BABYAI_ACTIONS`` (left, right, forward, pickup,
 drop, toggle, done), in MiniGrid's own order. The expert is ``minigrid``'s ``BabyAIBot``.
 
@@ -102,6 +104,7 @@ class BabyAIEnv(Env):
         max_steps: int | None = None,
         state: str = "agent",
         state_format: str = "codes",
+        frames: int = 1,
     ):
         import gymnasium
 
@@ -109,6 +112,8 @@ class BabyAIEnv(Env):
             raise ValueError(f"BabyAI state must be one of {STATES}, got {state!r}")
         if state_format not in STATE_FORMATS:
             raise ValueError(f"BabyAI state_format must be one of {STATE_FORMATS}, got {state_format!r}")
+        if int(frames) != frames or frames < 1:
+            raise ValueError(f"BabyAI frames must be a whole number >= 1 (views in the state), got {frames!r}")
         with quiet():
             self.env = gymnasium.make(task).unwrapped
         # a level sets its own step limit on reset; ``max_steps`` overrides it
@@ -122,7 +127,9 @@ class BabyAIEnv(Env):
         self.image_size = parse_image_size(image_size)
         self.state = state
         self.state_format = state_format
+        self.frames = int(frames)
         self._symbolic: np.ndarray | None = None
+        self._recent: list[np.ndarray] = []  # the state vectors of the last `frames` views, newest first
 
     @property
     def action_space(self) -> DiscreteSpace:
@@ -136,6 +143,7 @@ class BabyAIEnv(Env):
             "max_steps": self._max_steps_override,
             "state": self.state,
             "state_format": self.state_format,
+            "frames": self.frames,
         }
 
     def _render_view(self, view: str) -> np.ndarray:
@@ -154,13 +162,20 @@ class BabyAIEnv(Env):
         grid[x, y] = (OBJECT_TO_IDX["agent"], COLOR_TO_IDX["red"], self.env.agent_dir)
         return grid
 
-    def _observe_symbolic(self, egocentric: np.ndarray) -> None:
+    def _observe_symbolic(self, egocentric: np.ndarray, first: bool = False) -> None:
         self._symbolic = self._full_symbolic() if self.state == "full" else egocentric
+        if first:
+            self._recent = []
+        self._recent = [self._view_vector(), *self._recent][: self.frames]
 
-    def _state_vector(self) -> np.ndarray:
+    def _view_vector(self) -> np.ndarray:
         if self.state_format == "codes":
             return np.concatenate([self._symbolic.reshape(-1), [self.env.agent_dir]]).astype(np.float32)
         return one_hot_symbolic(self._symbolic, self.env.agent_dir)
+
+    def _state_vector(self) -> np.ndarray:
+        blank = [np.zeros_like(self._recent[0])] * (self.frames - len(self._recent))
+        return np.concatenate([*self._recent, *blank]) if self.frames > 1 else self._recent[0]
 
     def observe(self) -> Observation:
         state = None if self._symbolic is None else self._state_vector()
@@ -178,7 +193,7 @@ class BabyAIEnv(Env):
             obs, _ = self.env.reset(seed=seed)
         if not self._max_steps_override:
             self.max_steps = int(self.env.max_steps)
-        self._observe_symbolic(obs["image"])
+        self._observe_symbolic(obs["image"], first=True)
         self.instruction = self.env.mission
         return self.observe()
 

@@ -107,6 +107,9 @@ class RLConfig:
     """weight of the SFT loss on the demonstrations in sft_data (GEA: 0.1)"""
     sft_data: list[str] = field(default_factory=list)
     """dataset folders of demonstrations for the SFT term (the RL domains' records are used)"""
+    cache_dir: str | None = None
+    """where the sft_data's preprocessed samples are cached (default: .omniactor-cache beside
+    output_dir, as `omniactor train` does, so runs of one parent folder encode the data once)"""
     sft_batch_size: int = 8
     """demonstration samples per minibatch for the SFT term"""
     expert_coef: float = 0.0

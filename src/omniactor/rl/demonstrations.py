@@ -11,7 +11,6 @@ plus the action head's loss (MSE or cross-entropy) for a head domain.
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Any
 
 
@@ -21,6 +20,7 @@ class Demonstrations:
         from ..training.data import (
             PreprocessedCache,
             SampleEncoder,
+            cache_root,
             collect_items,
             fingerprint,
             folder_state,
@@ -44,7 +44,7 @@ class Demonstrations:
                                 {d: s.image_size for d, s in settings.items()}, system, agent.state_widths(), heads)
         key = fingerprint([[folder_state(s.path) for s in sources], processor_state(agent.processor),
                            {d: t.config() for d, t in agent.action_tokenizers.items()}, domains, system, "rl sft"])
-        cache = Path(config.output_dir) / ".sft-cache" / key
+        cache = cache_root(config.cache_dir, config.output_dir) / key
         if not (cache / "index.json").exists():
             PreprocessedCache.build(cache, items, encoder, progress=False)
         self.dataset = PreprocessedCache(cache)

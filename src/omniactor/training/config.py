@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -107,7 +108,8 @@ class TrainConfig:
     skip_invalid: bool = False
     """skip records that fail validation (counted and reported) instead of refusing to start"""
     cache_dir: str | None = None
-    """where preprocessed samples are cached (default: <output_dir>/../.cache/omniactor)"""
+    """where preprocessed samples are cached (default: .omniactor-cache beside output_dir, shared by
+    the runs of one parent folder)"""
 
     # -- optimisation -------------------------------------------------------------------
     output_dir: str = "outputs/train"
@@ -196,7 +198,7 @@ def _help_of(cls: type) -> dict[str, str]:
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     body = tree.body[0].body
     out = {}
-    for node, nxt in zip(body, body[1:]):
+    for node, nxt in itertools.pairwise(body):
         if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
             out[node.target.id] = str(nxt.value.value)
     return out

@@ -114,6 +114,12 @@ def fingerprint(parts: Sequence[Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def cache_root(cache_dir: str | None, output_dir: str | Path) -> Path:
+    """Where preprocessed samples are cached: ``cache_dir``, or ``.omniactor-cache`` beside the run
+    folder, so the runs of one parent folder (SFT and RL alike) share each encoded dataset."""
+    return Path(cache_dir) if cache_dir else Path(output_dir).parent / ".omniactor-cache"
+
+
 def folder_state(root: str | Path) -> list[Any]:
     """What identifies a dataset folder's content: its manifest and its shards' sizes and times."""
     root = Path(root)

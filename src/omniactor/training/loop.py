@@ -38,6 +38,7 @@ from .data import (
     DomainBatchSampler,
     PreprocessedCache,
     SampleEncoder,
+    cache_root,
     collate,
     collect_items,
     fingerprint,
@@ -361,11 +362,10 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
 
     # 2. data ---------------------------------------------------------------------------
     encoder = sample_encoder(config, processor, action_tokenizers, state_widths, adapters)
-    cache_root = Path(config.cache_dir) if config.cache_dir else output_dir.parent / ".omniactor-cache"
     key = fingerprint([[folder_state(s.path) for s in config.data], processor_state(processor),
                        {d: t.config() for d, t in action_tokenizers.items()}, prompt_key(config),
                        [s.path for s in config.data], state_widths, "canonical order"])
-    cache_dir = cache_root / key
+    cache_dir = cache_root(config.cache_dir, output_dir) / key
     with accelerator.main_process_first():
         if not (cache_dir / "index.json").exists():
             PreprocessedCache.build(cache_dir, items, encoder, progress=progress and accelerator.is_main_process)
@@ -549,9 +549,9 @@ def evaluate_loss(config: TrainConfig, model: Any, processor: Any, encoder: Samp
 
 
 def log_eval(config, accelerator, model, processor, encoder, step, metrics_file, writer, progress) -> dict[str, float]:
-    cache_root = Path(config.cache_dir) if config.cache_dir else Path(config.output_dir).parent / ".omniactor-cache"
     with accelerator.main_process_first():
-        losses = evaluate_loss(config, model, processor, encoder, cache_root, progress=False)
+        losses = evaluate_loss(config, model, processor, encoder, cache_root(config.cache_dir, config.output_dir),
+                               progress=False)
     if accelerator.is_main_process:
         with JsonLinesAppender(metrics_file) as f:
             f.append({"step": step, **{f"eval_loss/{d}": v for d, v in losses.items()}})
