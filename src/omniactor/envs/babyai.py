@@ -175,7 +175,7 @@ class BabyAIEnv(Env):
 
     def _state_vector(self) -> np.ndarray:
         blank = [np.zeros_like(self._recent[0])] * (self.frames - len(self._recent))
-        return np.concatenate([*self._recent, *blank]) if self.frames > 1 else self._recent[0]
+        return np.concatenate([*self._recent, *blank])
 
     def observe(self) -> Observation:
         state = None if self._symbolic is None else self._state_vector()

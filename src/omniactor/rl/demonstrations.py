@@ -44,10 +44,8 @@ class Demonstrations:
                                 {d: s.image_size for d, s in settings.items()}, system, agent.state_widths(), heads)
         key = fingerprint([[folder_state(s.path) for s in sources], processor_state(agent.processor),
                            {d: t.config() for d, t in agent.action_tokenizers.items()}, domains, system, "rl sft"])
-        cache = cache_root(config.cache_dir, config.output_dir) / key
-        if not (cache / "index.json").exists():
-            PreprocessedCache.build(cache, items, encoder, progress=False)
-        self.dataset = PreprocessedCache(cache)
+        self.dataset = PreprocessedCache.open_or_build(cache_root(config.cache_dir, config.output_dir) / key, items,
+                                                       encoder, progress=False)
         self.members = {d: [i for i, name in enumerate(self.dataset.domains) if name == d] for d in domains}
         self.members = {d: m for d, m in self.members.items() if m}
 

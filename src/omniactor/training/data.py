@@ -239,6 +239,14 @@ class PreprocessedCache(torch.utils.data.Dataset):
         self.lengths: list[int] = meta["lengths"]
         self._handles: dict[int, Any] = {}
 
+    @classmethod
+    def open_or_build(cls, directory: str | Path, items: Sequence[Item], encoder: SampleEncoder,
+                      progress: bool = True) -> PreprocessedCache:
+        """The cache in ``directory``, encoding ``items`` into it first if it is not there yet."""
+        if not (Path(directory) / "index.json").exists():
+            cls.build(directory, items, encoder, progress=progress)
+        return cls(directory)
+
     @staticmethod
     def build(directory: str | Path, items: Sequence[Item], encoder: SampleEncoder, progress: bool = True) -> None:
         """Encode every item into ``directory`` (written to a temporary folder, then renamed)."""

@@ -367,9 +367,8 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
                        [s.path for s in config.data], state_widths, "canonical order"])
     cache_dir = cache_root(config.cache_dir, output_dir) / key
     with accelerator.main_process_first():
-        if not (cache_dir / "index.json").exists():
-            PreprocessedCache.build(cache_dir, items, encoder, progress=progress and accelerator.is_main_process)
-    dataset = PreprocessedCache(cache_dir)
+        dataset = PreprocessedCache.open_or_build(cache_dir, items, encoder,
+                                                  progress=progress and accelerator.is_main_process)
     sampler = DomainBatchSampler(dataset.domains, dataset.sources, [s.weight for s in config.data],
                                  config.batch_size, config.seed)
     per_rank = config.batch_size // world
@@ -520,10 +519,7 @@ def evaluate_loss(config: TrainConfig, model: Any, processor: Any, encoder: Samp
     key = fingerprint([[folder_state(s.path) for s in config.eval_data], processor_state(processor),
                        {d: t.config() for d, t in encoder.action_tokenizers.items()}, prompt_key(config), "eval",
                        encoder.state_layout.widths])
-    cache_dir = cache_root / key
-    if not (cache_dir / "index.json").exists():
-        PreprocessedCache.build(cache_dir, items, encoder, progress=progress)
-    dataset = PreprocessedCache(cache_dir)
+    dataset = PreprocessedCache.open_or_build(cache_root / key, items, encoder, progress=progress)
     domain_ids = {d: i for i, d in enumerate(config.domains)}
     totals: dict[str, list[float]] = {}
     device = next(model.parameters()).device
