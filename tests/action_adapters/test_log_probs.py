@@ -166,3 +166,42 @@ def test_what_the_agent_samples_follows_the_distribution_it_reports(agent, domai
     assert probs.sum() == pytest.approx(1.0, abs=1e-5)
     assert probs.min() > 0.01  # random weights: every action has a real chance, so the test can fail
     assert chisquare(counts, probs / probs.sum() * counts.sum()).pvalue > 0.001
+
+
+def test_a_restricted_classification_head_acts_and_scores_only_its_actions(agent):
+    """``restrict_actions``: the other actions get probability 0 when the agent samples, greedy takes
+    the best allowed one, the recorded log-prob is the renormalised one scored again, and the
+    restriction is part of the settings an RL run saves; bad names and answer domains are refused."""
+    from omniactor.agent.agent import AgentError
+
+    allowed = ["left", "right", "forward"]
+    seen = observation("grid_world", 3)
+    request = ("grid_world", seen.instruction, [seen.images["main"]], [], seen.state)
+    (before,) = agent.score([agent.decide([request])[0].record])
+    agent.restrict_actions("grid_world", allowed)
+    try:
+        assert agent.settings.domains["grid_world"].actions == allowed
+        agent.set_decoding(do_sample=True, temperature=1.0, top_k=10**6, seed=3)
+        decided = agent.decide([request] * 300)
+        assert {d.action.name for d in decided} == set(allowed)  # all three drawn, nothing else
+        (distribution,) = agent.score([decided[0].record])
+        names = list(agent.action_tokenizers["grid_world"].space.names)
+        keep = torch.tensor([n in allowed for n in names])
+        expected = torch.softmax(before.raw[0].masked_fill(~keep, float("-inf")), dim=0)
+        assert distribution.probs[0].tolist() == pytest.approx(expected.tolist(), abs=1e-6)
+        for answer in decided[:20]:
+            (again,) = agent.score([answer.record])
+            assert float(again.log_prob(answer.record.value[None])[0]) == pytest.approx(answer.record.log_prob,
+                                                                                       abs=1e-6)
+        agent.set_decoding()
+        (greedy,) = agent.decide([request])
+        assert greedy.action.name == names[int(expected.argmax())]
+        with pytest.raises(AgentError, match=r"unknown: \['jump'\]"):
+            agent.restrict_actions("grid_world", ["left", "jump"])
+        with pytest.raises(AgentError, match="only a classification head"):
+            agent.restrict_actions("codes", allowed)
+    finally:
+        agent.set_decoding()
+        agent.restrict_actions("grid_world", None)
+    assert agent.settings.domains["grid_world"].actions is None
+    assert agent.adapters["grid_world"].allowed is None

@@ -97,6 +97,13 @@ def test_bad_settings_are_refused_with_the_fix(tmp_path):
         evaluate(EvalConfig(env="babyai", tasks=["GoToRedBall"], episodes=1, out=str(tmp_path), policy="random"))
 
 
+def test_actions_restrict_only_a_classification_head(tmp_path, trained_checkpoint):
+    require("babyai")  # the example model's discrete domain answers by tokens
+    with pytest.raises(EvalError, match="only a classification head"):
+        evaluate(EvalConfig(env="babyai", tasks=["GoToRedBall"], episodes=1, out=str(tmp_path), progress=False,
+                            checkpoint=str(trained_checkpoint[0]), actions=["left", "right"]))
+
+
 @pytest.mark.env
 def test_an_agent_acts_in_libero_through_the_same_harness(tmp_path):
     require("libero")

@@ -92,6 +92,16 @@ def test_the_config_refuses_what_cannot_run(tmp_path, capsys):
     assert "domains.<d>.env" in listed and "sft_coef" in listed and "train_shared" in listed
 
 
+def test_actions_restrict_only_a_classification_head(tmp_path, trained_checkpoint):
+    """The example model's discrete domain answers by tokens: a restriction is refused, by name."""
+    from omniactor.rl.loop import RLError, run
+
+    checkpoint, _ = trained_checkpoint
+    config = load_config(None, settings(checkpoint, tmp_path / "rl", **{"domains.discrete.actions": "[left, right]"}))
+    with pytest.raises(RLError, match=r"domains\.discrete\.actions: .*only a classification head"):
+        run(config, progress=False)
+
+
 def run_cli(overrides):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "omniactor.rl.cli", "--no-progress", *overrides], cwd=REPO, env=env,

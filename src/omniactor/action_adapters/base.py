@@ -76,6 +76,13 @@ class ActionAdapter:
     def check(self) -> None:
         """Refuse a fitted tokenizer this adapter cannot work with (``ValueError`` saying why)."""
 
+    def restrict(self, actions: Any) -> None:
+        """Let the policy take only ``actions`` (names of the domain's discrete actions); the others get
+        probability 0 when it acts and when RL scores its acts. ``None``: the whole action set."""
+        if actions is not None:
+            raise ValueError(f"domain {self.domain!r}: only a classification head's policy can be restricted to "
+                             f"some of its actions, and this domain answers by its {self.output} adapter")
+
     def model_part(self, llm_tokenizer: Any) -> dict[str, Any]:
         """What the model needs for this adapter, as ``models.chat.add_adapters`` keyword arguments
         (a head's width, the image pointer's cells); ``{}`` for none."""

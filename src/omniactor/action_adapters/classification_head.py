@@ -2,7 +2,9 @@
 
 Trained with cross-entropy against the action's index in the domain's action set. As a
 policy it is a ``Categorical`` over the head's logits (at the agent's temperature); greedy
-acting takes the highest logit, sampled acting draws from the whole set.
+acting takes the highest logit, sampled acting draws from the whole set, or from the actions
+the policy is restricted to (``restrict``: the others' logits are ``-inf``, at act and score
+time alike; invalid-action masking, Huang & Ontanon 2022).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ class ClassificationHeadAdapter(HeadAdapter):
 
     loss_name: ClassVar[str] = "head_ce"
 
+    #: ``(N,)`` True where the policy may act (None: everywhere)
+    allowed: torch.Tensor | None = None
+
     @property
     def size(self) -> int:
         return len(self.action_tokenizer.space.names)
@@ -36,6 +41,17 @@ class ClassificationHeadAdapter(HeadAdapter):
             raise ValueError(f"a classification head needs a discrete action set (discrete_semlang, discrete_lang, "
                              f"discrete_token), and the {type(self.action_tokenizer).__name__} has none")
 
+    def restrict(self, actions: Any) -> None:
+        if actions is None:
+            self.allowed = None
+            return
+        names = self.action_tokenizer.space.names
+        unknown = [a for a in actions if a not in names]
+        if unknown or not actions:
+            raise ValueError(f"domain {self.domain!r}: actions {list(actions)} must be a non-empty list of its "
+                             f"action set {list(names)}" + (f"; unknown: {unknown}" if unknown else ""))
+        self.allowed = torch.tensor([name in actions for name in names])
+
     def model_part(self, llm_tokenizer: Any) -> dict[str, Any]:
         return {"classification_sizes": {self.domain: self.size}}
 
@@ -45,6 +61,8 @@ class ClassificationHeadAdapter(HeadAdapter):
     def distribution(self, model: Any, final_states: torch.Tensor, state: torch.Tensor | None,
                      temperature: float = 1.0) -> Categorical:
         logits = self.head(model).raw(self.head_inputs(model, final_states, state))
+        if self.allowed is not None:
+            logits = logits.masked_fill(~self.allowed.to(logits.device), float("-inf"))
         return Categorical(logits, temperature)
 
     def to_action(self, index: torch.Tensor) -> Action:

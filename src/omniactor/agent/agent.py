@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -94,12 +94,28 @@ class Agent:
         for domain, spec in settings.domains.items():
             output = spec.output if use_heads or adapter_class(spec.output).writes_answer else "tokens"
             self.adapters[domain] = build_adapter(output, domain, action_tokenizers[domain])
+            self._restrict(domain, spec.actions)
         self.end_id = end_of_turn_id(self.tokenizer)
         # logits have a row per embedding row (the head may be per-domain, the embeddings are one)
         self.vocab_size = max(int(model.get_input_embeddings().weight.shape[0]), len(self.tokenizer))
         self._table: TokenTable | None = None
         self.stats: Counter[str] = Counter()
         self.episode: Episode | None = None
+
+    def restrict_actions(self, domain: str, actions: Sequence[str] | None) -> None:
+        """From here on the ``domain``'s policy acts only by ``actions`` (a classification head's
+        discrete actions; ``None``: all of them). It is part of the agent's settings, so an agent
+        saved after RL keeps it (``agent.json``)."""
+        self._check_domain(domain)
+        actions = list(actions) if actions is not None else None
+        self._restrict(domain, actions)
+        self.settings.domains[domain] = replace(self.settings.domains[domain], actions=actions)
+
+    def _restrict(self, domain: str, actions: list[str] | None) -> None:
+        try:
+            self.adapters[domain].restrict(actions)
+        except ValueError as e:
+            raise AgentError(f"actions: {e}") from None
 
     def set_decoding(self, do_sample: bool = False, temperature: float = 1.0, top_k: int = 50,
                      seed: int | None = None) -> None:

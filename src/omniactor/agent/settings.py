@@ -29,6 +29,7 @@ class DomainSettings:
     image_size: int | None = None
     system_prompt: str = ""
     state_width: int | None = None  # None: no state input (0: an old agent.json; the model's width)
+    actions: list[str] | None = None  # a classification head's policy acts only by these (None: all)
 
 
 @dataclass

@@ -30,7 +30,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                         checkpoint=args.checkpoint, policy=args.policy, workers=args.workers, seed=args.seed,
                         split=args.split, env_config=json_object_arg(args.env_config, "--env-config", '{"cameras": []}'),
                         domain=args.domain, save_episodes=args.save_episodes, agent_options=options,
-                        progress=not args.no_progress, server=args.server, token=token)
+                        progress=not args.no_progress, server=args.server, token=token,
+                        actions=[a.strip() for a in args.actions.split(",")] if args.actions else None)
     try:
         results = evaluate(config)
     except (EvalError, KeyError) as err:  # an unknown environment or task is a KeyError with a did-you-mean
@@ -71,6 +72,9 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--domain", help="the model's domain that acts here (default: the environment's domain)")
     p.add_argument("--save-episodes", type=int, default=0, metavar="N",
                    help="save a GIF and an image strip of the first N episodes of each task")
+    p.add_argument("--actions", metavar="A,B,...",
+                   help="act only by these of the domain's discrete actions (a classification head's; the others "
+                   "get probability 0), e.g. left,right,forward for BabyAI's GoTo levels")
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (with --sample)")
     p.add_argument("--top-k", type=int, default=50, help="sample among the k best valid tokens (with --sample)")

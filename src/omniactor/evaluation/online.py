@@ -70,6 +70,7 @@ class EvalConfig:
     progress: bool = True
     server: str | None = None  # the agent behind ``omniactor serve`` at this URL, instead of a checkpoint
     token: str | None = None  # the server's bearer token (never written to the output)
+    actions: list[str] | None = None  # the agent's domain acts only by these (a classification head's)
 
     def identity(self) -> dict[str, Any]:
         """What makes two runs' episodes interchangeable (a resumed run must match; the device
@@ -351,6 +352,14 @@ def evaluate(config: EvalConfig, agent: Any = None) -> dict[str, Any]:
     if agent is not None and domain not in agent.settings.domains:
         raise EvalError(f"the model has no domain {domain!r} (its domains: {agent.settings.domains}); "
                         "pass --domain to say which of its domains acts in this environment")
+    if config.actions is not None:
+        if not hasattr(agent, "restrict_actions"):
+            raise EvalError("--actions restricts a local agent (--checkpoint); a served agent acts as the server "
+                            "was started")
+        try:
+            agent.restrict_actions(domain, config.actions)
+        except OmniactorError as err:
+            raise EvalError(str(err)) from None
     out = Path(config.out)
     done = _finished(out, config)
     jobs = plan(config)

@@ -38,6 +38,10 @@ class RolloutConfig:
     """the seed split rollouts draw from (train | validation); evaluation uses test"""
     env_config: dict[str, Any] = field(default_factory=dict)
     """the environment's settings (e.g. {state_format: onehot}, {image_size: 112, max_steps: 120})"""
+    actions: list[str] = field(default_factory=list)
+    """a classification head acts only by these of its discrete actions ([]: all), at rollouts,
+    scoring and evaluation; the final agent keeps the restriction (e.g. [left, right, forward] for
+    BabyAI's GoTo levels, whose other actions change nothing)"""
     episodes: int = 16
     """rollout episodes per iteration (over all processes; with grpo: groups x group_size)"""
     learning_rate: float | None = None

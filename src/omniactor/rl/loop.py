@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from ..errors import OmniactorError
 from ..fileio import JsonLinesAppender, read_json_lines, write_text_atomic
 from .config import RLConfig, save_config, to_plain
 from .learner import Collective, Learner, RLError, trainable_parameters
@@ -290,6 +291,12 @@ def run(config: RLConfig, progress: bool = True) -> dict[str, Any]:
     unknown = [d for d in config.domains if d not in agent.settings.domains]
     if unknown:
         raise RLError(f"domains: the model has no domain {unknown[0]!r} (its domains: {agent.settings.names})")
+    for domain, rollout in config.domains.items():
+        if rollout.actions:  # before the first evaluation: before and after act alike
+            try:
+                agent.restrict_actions(domain, rollout.actions)
+            except OmniactorError as err:
+                raise RLError(f"domains.{domain}.{err}") from None
     set_initial_spreads(agent, config)  # before the reference copy: kl_coef then measures the means' drift
     if main:  # written once the run can start: a mistyped init leaves no run behind to be refused
         out.mkdir(parents=True, exist_ok=True)
