@@ -6,6 +6,10 @@ The training step is forward + backward + AdamW on that batch for the omniactor 
 Goal: the pipeline is at least 5x faster than the step, so it never limits training.
 Preprocessing itself (the one-off cache build) is reported separately.
 
+The cache keeps each record's images as pixels and makes their tensors again on reading
+(``PreprocessedCache``); the same records are also cached with the processor's tensors stored,
+and the two are compared side by side: bytes per record and the pipeline's rate.
+
     python benchmarks/bench_train.py --json [--data DIR] [--batch-size 16] [--steps 10]
 
 Without ``--data`` an example dataset of all three domains is written to a temporary folder.
@@ -62,21 +66,27 @@ def main() -> None:
     start = time.perf_counter()
     PreprocessedCache.build(work / "cache", items, encoder, progress=False)
     preprocess_s = time.perf_counter() - start
-    dataset = PreprocessedCache(work / "cache")
-    sampler = DomainBatchSampler(dataset.domains, dataset.sources, [1.0], args.batch_size, seed=0)
+    PreprocessedCache.build(work / "cache-tensors", items, encoder, progress=False, keep_image_tensors=True)
+    dataset = PreprocessedCache(work / "cache", encoder)
     pad_id = processor.tokenizer.pad_token_id
     domain_ids = {d: i for i, d in enumerate(config.domains)}
 
-    def pipeline_batches():
-        for indices in iter(sampler):
-            yield indices, collate([dataset[i] for i in indices], pad_id)
+    def pipeline(cache):
+        """The same global batches read from ``cache``: the batches and the seconds they took."""
+        sampler = DomainBatchSampler(cache.domains, cache.sources, [1.0], args.batch_size, seed=0)
+        batches = iter(sampler)
+        collate([cache[i] for i in next(batches)], pad_id)  # open the cache files
+        start = time.perf_counter()
+        kept = [(indices, collate([cache[i] for i in indices], pad_id)) for indices in
+                (next(batches) for _ in range(args.steps))]
+        return kept, time.perf_counter() - start
 
-    # the data pipeline alone
-    batches = pipeline_batches()
-    next(batches)  # open the cache files
-    start = time.perf_counter()
-    kept = [next(batches) for _ in range(args.steps)]
-    pipeline_s = time.perf_counter() - start
+    # the data pipeline alone, from pixels (the cache training uses) and from stored tensors
+    kept, pipeline_s = pipeline(dataset)
+    _, tensors_pipeline_s = pipeline(PreprocessedCache(work / "cache-tensors"))
+
+    def bytes_per_record(folder):
+        return sum(p.stat().st_size for p in folder.glob("chunk-*.safetensors")) / len(dataset)
 
     # the full training step on the same batches
     model.train()
@@ -104,13 +114,23 @@ def main() -> None:
         "preprocess_samples_per_s": len(dataset) / preprocess_s,
         "pipeline_samples_per_s": samples / pipeline_s,
         "train_step_samples_per_s": samples / train_s,
+        "cache_bytes_per_record": bytes_per_record(work / "cache"),
+        "tensors_cache_bytes_per_record": bytes_per_record(work / "cache-tensors"),
+        "tensors_pipeline_samples_per_s": samples / tensors_pipeline_s,
     }
+    result["cache_size_ratio_tensors_over_pixels"] = (result["tensors_cache_bytes_per_record"]
+                                                      / result["cache_bytes_per_record"])
     result["pipeline_over_train_ratio"] = result["pipeline_samples_per_s"] / result["train_step_samples_per_s"]
     result["goal_pipeline_at_least_5x"] = bool(result["pipeline_over_train_ratio"] >= 5)
     print(f"preprocess (one-off): {result['preprocess_samples_per_s']:8.1f} samples/s")
     print(f"data pipeline:        {result['pipeline_samples_per_s']:8.1f} samples/s")
     print(f"training step:        {result['train_step_samples_per_s']:8.1f} samples/s")
     print(f"pipeline / step:      {result['pipeline_over_train_ratio']:8.1f}x (goal >= 5x)")
+    print(f"cache, pixels:        {result['cache_bytes_per_record'] / 1e3:8.1f} KB/record, "
+          f"pipeline {result['pipeline_samples_per_s']:.1f} samples/s")
+    print(f"cache, tensors:       {result['tensors_cache_bytes_per_record'] / 1e3:8.1f} KB/record, "
+          f"pipeline {result['tensors_pipeline_samples_per_s']:.1f} samples/s "
+          f"({result['cache_size_ratio_tensors_over_pixels']:.1f}x the bytes)")
     print(json.dumps(result))
 
 

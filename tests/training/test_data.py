@@ -102,3 +102,57 @@ def test_system_prompt_can_be_dropped_or_replaced(encoder, example_data):
     finally:
         encoder.system_prompt = "sample"
     assert len(bare) < len(short) < len(full)
+
+
+def cache_bytes(directory):
+    return sum(p.stat().st_size for p in directory.glob("chunk-*.safetensors"))
+
+
+@pytest.mark.parametrize("preset", ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-llava-onevision"])
+def test_the_cache_keeps_pixels_and_reads_back_exactly_the_processors_tensors(tmp_path, example_data, preset):
+    """Every family: a record read from the cache (pixels, tensors made again) equals the record of
+    a cache that stored the processor's tensors, key by key and bit by bit, at a fraction of the size."""
+    from omniactor.training.data import PreprocessedCache
+    from omniactor.training.loop import canonical_order
+
+    model, processor = build_model(preset)
+    tokenizers = {"gui": build_action_tokenizer("gui_text"),
+                  "embodied": build_action_tokenizer("uniform", num_bins=16, normalization=None,
+                                                     names=["x", "y", "z", "roll", "pitch", "yaw", "gripper"]),
+                  "discrete": build_action_tokenizer("discrete_semlang", names=["done", "forward", "left", "right"])}
+    for tok in tokenizers.values():
+        add_action_vocabulary(model, processor.tokenizer, tok)
+    encoder = SampleEncoder(processor, tokenizers, history=2, image_size=56)
+    items, _ = collect_items([SourceConfig(path=str(example_data))], ["gui", "embodied", "discrete"])
+    items = canonical_order(items)[::5]
+    PreprocessedCache.build(tmp_path / "pixels", items, encoder, progress=False)
+    PreprocessedCache.build(tmp_path / "tensors", items, encoder, progress=False, keep_image_tensors=True)
+    pixels, tensors = PreprocessedCache(tmp_path / "pixels", encoder), PreprocessedCache(tmp_path / "tensors")
+    for index in range(len(items)):
+        again, stored = pixels[index], tensors[index]
+        assert sorted(again) == sorted(stored), index
+        for key in stored:
+            assert again[key].dtype == stored[key].dtype and torch.equal(again[key], stored[key]), (index, key)
+    assert "pixel_values" in stored
+    assert cache_bytes(tmp_path / "pixels") < cache_bytes(tmp_path / "tensors") / 3
+    with pytest.raises(DataError, match="open the cache with its SampleEncoder"):
+        PreprocessedCache(tmp_path / "pixels")[0]
+
+
+def test_a_domain_whose_image_tensors_the_image_processor_alone_does_not_give_keeps_them(tmp_path, encoder,
+                                                                                         example_data, capsys):
+    from omniactor.training.data import PreprocessedCache
+
+    class Skewed(SampleEncoder):
+        def image_inputs(self, images):
+            tensors = super().image_inputs(images)
+            return {**tensors, "pixel_values": tensors["pixel_values"] + 1e-6}
+
+    skewed = Skewed(encoder.processor, encoder.action_tokenizers, history=2, image_size=56)
+    items, _ = collect_items([SourceConfig(path=str(example_data))], ["gui", "embodied", "discrete"])
+    PreprocessedCache.build(tmp_path / "cache", items[:4], skewed, progress=False)
+    assert "records keep the tensors" in capsys.readouterr().err
+    record = PreprocessedCache(tmp_path / "cache")[0]  # no encoder needed: nothing to make again
+    reader = DatasetReader(example_data)
+    sample = next(s for s in reader if (s.episode, s.step) == (items[0].episode, items[0].step))
+    assert torch.equal(record["pixel_values"], encoder.encode(sample, reader.load_images(sample), [])["pixel_values"])

@@ -39,7 +39,7 @@ from ..data.prompts import human_turn
 from ..data.sample import IMAGE_MARKER
 from ..errors import OmniactorError
 from ..fileio import naming
-from ..models.chat import StateLayout, chat_inputs, end_of_turn_id, per_domain, with_state_marker
+from ..models.chat import StateLayout, chat_inputs, end_of_turn_id, per_domain, resize_images, with_state_marker
 from ..models.checkpoint import WRITE_ERRORS
 from .config import SourceConfig
 
@@ -178,6 +178,17 @@ class SampleEncoder:
         return {"sample": sample.system, "none": ""}.get(self.system_prompt, self.system_prompt)
 
     def encode(self, sample: Any, images: list, previous: Sequence[Action]) -> dict[str, torch.Tensor]:
+        return self.encode_with_images(sample, images, previous)[0]
+
+    def image_inputs(self, images: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """The model's image tensors of ``images`` as the model sees them (already resized): what the
+        processor adds to a prompt's inputs for them (``pixel_values``, ``image_grid_thw``, ...)."""
+        return dict(self.processor.image_processor(images=list(images), return_tensors="pt"))
+
+    def encode_with_images(self, sample: Any, images: list,
+                           previous: Sequence[Action]) -> tuple[dict[str, torch.Tensor], list[Any]]:
+        """``encode``'s tensors, and the images as the model sees them (resized RGB)."""
+        images = resize_images(images, per_domain(self.image_size, sample.domain))
         text, n_images = self.prompt_text(sample, previous)
         if len(images) != n_images:
             raise DataError(f"episode {sample.episode} step {sample.step}: {n_images} <image> marker(s) but "
@@ -190,8 +201,7 @@ class SampleEncoder:
                                 "input (state_domains) but the record has no meta.state; collect it with its state "
                                 "or drop the domain from state_domains")
             text = with_state_marker(text)
-        inputs = chat_inputs(self.processor, [(self.system_for(sample), text, images)],
-                             per_domain(self.image_size, sample.domain))
+        inputs = chat_inputs(self.processor, [(self.system_for(sample), text, images)], None)
         target = torch.tensor(self.target_ids(sample.domain, sample.action), dtype=torch.long)
         prompt_ids = inputs["input_ids"][0]
         out = {"input_ids": torch.cat([prompt_ids, target]),
@@ -212,7 +222,7 @@ class SampleEncoder:
         head = self.heads.get(sample.domain)
         if head is not None:
             out[head.target_key] = head.head_target(sample)
-        return out
+        return out, images
 
 
 def _previous_actions(items: Sequence[Item]) -> dict[int, list[int]]:
@@ -229,10 +239,19 @@ def _previous_actions(items: Sequence[Item]) -> dict[int, list[int]]:
 
 
 class PreprocessedCache(torch.utils.data.Dataset):
-    """Encoded samples in safetensors chunks under ``directory`` (built once, then reused)."""
+    """Encoded samples in safetensors chunks under ``directory`` (built once, then reused).
 
-    def __init__(self, directory: str | Path):
+    A record's images are kept as the model sees them (resized ``uint8`` pixels, key
+    ``image.<j>``), and their tensors (``pixel_values``, ...) are made again when the record is
+    read: a float32 copy of the patches is 8 times the pixels (Qwen2-VL: 301 KB against 38 KB
+    for a 112-pixel image) and the image processor takes about a millisecond per image. The
+    first record of each domain checks that the image processor alone gives exactly the
+    processor's tensors; a domain where it does not keeps the tensors (``note`` printed).
+    """
+
+    def __init__(self, directory: str | Path, encoder: SampleEncoder | None = None):
         self.directory = Path(directory)
+        self.encoder = encoder
         meta = json.loads((self.directory / "index.json").read_text())
         self.domains: list[str] = meta["domains"]
         self.sources: list[int] = meta["sources"]
@@ -245,24 +264,30 @@ class PreprocessedCache(torch.utils.data.Dataset):
         """The cache in ``directory``, encoding ``items`` into it first if it is not there yet."""
         if not (Path(directory) / "index.json").exists():
             cls.build(directory, items, encoder, progress=progress)
-        return cls(directory)
+        return cls(directory, encoder)
 
     @staticmethod
-    def build(directory: str | Path, items: Sequence[Item], encoder: SampleEncoder, progress: bool = True) -> None:
-        """Encode every item into ``directory`` (written to a temporary folder, then renamed)."""
+    def build(directory: str | Path, items: Sequence[Item], encoder: SampleEncoder, progress: bool = True,
+              keep_image_tensors: bool = False) -> None:
+        """Encode every item into ``directory`` (written to a temporary folder, then renamed);
+        ``keep_image_tensors``: store the image tensors instead of the pixels (the cache before
+        pixels; ``benchmarks/bench_cache.py`` compares the two)."""
 
         directory = Path(directory)
         tmp = directory.with_name(directory.name + f".tmp-{os.getpid()}")
         tmp.mkdir(parents=True, exist_ok=True)
         try:
             with naming(tmp, also=WRITE_ERRORS):  # a full disk: "error: <folder>: ...", the folder removed
-                PreprocessedCache._build(directory, tmp, items, encoder, progress)
+                PreprocessedCache._build(directory, tmp, items, encoder, progress, keep_image_tensors)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
     @staticmethod
-    def _build(directory: Path, tmp: Path, items: Sequence[Item], encoder: SampleEncoder, progress: bool) -> None:
+    def _build(directory: Path, tmp: Path, items: Sequence[Item], encoder: SampleEncoder, progress: bool,
+               keep_image_tensors: bool) -> None:
+        import sys
+
         from safetensors.torch import save_file
         from tqdm.auto import tqdm
 
@@ -276,13 +301,24 @@ class PreprocessedCache(torch.utils.data.Dataset):
                 for record in readers[item.root].records():
                     if (record.file, record.line) in wanted:
                         samples[(item.root, record.file, record.line)] = record.sample
+        image_keys: dict[str, set[str] | None] = {}  # per domain: the tensors made again on reading (None: kept)
         chunk: dict[str, torch.Tensor] = {}
         lengths = []
         for index, item in enumerate(tqdm(items, desc="preprocess", disable=not progress, leave=False)):
             sample = samples[(item.root, item.file, item.line)]
             history = [samples[(items[j].root, items[j].file, items[j].line)].action for j in previous[index]]
             images = readers[item.root].load_images(sample)
-            encoded = encoder.encode(sample, images, history)
+            encoded, seen = encoder.encode_with_images(sample, images, history)
+            if seen and item.domain not in image_keys and not keep_image_tensors:
+                image_keys[item.domain] = _remade_image_keys(encoder, encoded, seen)
+                if image_keys[item.domain] is None:
+                    print(f"note: preprocess: the image processor alone does not give the processor's image tensors "
+                          f"of domain {item.domain!r}; its records keep the tensors (a larger cache)", file=sys.stderr)
+            remade = image_keys.get(item.domain) if seen else None
+            if remade is not None:
+                encoded = {k: v for k, v in encoded.items() if k not in remade}
+                encoded.update({f"{IMAGE_KEY}{j}": torch.from_numpy(np.array(image, dtype=np.uint8))
+                                for j, image in enumerate(seen)})
             lengths.append(int(encoded["input_ids"].shape[0]))
             for key, value in encoded.items():
                 chunk[f"{index % CHUNK}.{key}"] = value.contiguous()
@@ -307,12 +343,33 @@ class PreprocessedCache(torch.utils.data.Dataset):
             self._handles[chunk] = safe_open(str(self.directory / f"chunk-{chunk:05d}.safetensors"), "pt")
         handle = self._handles[chunk]
         prefix = f"{index % CHUNK}."
-        return {k[len(prefix):]: handle.get_tensor(k) for k in handle.keys() if k.startswith(prefix)}  # noqa: SIM118 (a safetensors handle has keys(), not __iter__)
+        record = {k[len(prefix):]: handle.get_tensor(k) for k in handle.keys() if k.startswith(prefix)}  # noqa: SIM118 (a safetensors handle has keys(), not __iter__)
+        pixels = sorted((k for k in record if k.startswith(IMAGE_KEY)), key=lambda k: int(k[len(IMAGE_KEY):]))
+        if pixels:
+            from PIL import Image
+
+            if self.encoder is None:
+                raise DataError(f"{self.directory}: record {index} keeps its images as pixels; open the cache with "
+                                "its SampleEncoder (PreprocessedCache(directory, encoder)) to make their tensors")
+            record.update(self.encoder.image_inputs([Image.fromarray(record.pop(k).numpy()) for k in pixels]))
+        return record
 
     def __getstate__(self) -> dict[str, Any]:  # DataLoader workers reopen their own handles
         state = dict(self.__dict__)
         state["_handles"] = {}
         return state
+
+
+#: a cached record's image ``j``, as the model sees it (resized ``uint8`` pixels): ``image.<j>``
+IMAGE_KEY = "image."
+
+
+def _remade_image_keys(encoder: SampleEncoder, encoded: dict[str, torch.Tensor], images: list[Any]) -> set[str] | None:
+    """The keys of ``encoded`` the image processor alone gives again from ``images``, exactly; None
+    where it does not (another key, shape or value)."""
+    again = encoder.image_inputs(images)
+    same = all(k in encoded and encoded[k].shape == v.shape and torch.equal(encoded[k], v) for k, v in again.items())
+    return set(again) if again and same else None
 
 
 class DomainBatchSampler:
