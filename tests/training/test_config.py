@@ -48,6 +48,8 @@ def test_overrides_and_typos():
         load_config(None, ["max_steps=ten"])
     with pytest.raises(ValueError, match="key=value"):
         load_config(None, ["variant"])
+    with pytest.raises(ValueError, match="cache_images: 'png' is not one of pixels, tensors"):
+        load_config(None, ["cache_images=png"])
 
 
 def test_a_block_is_overridden_by_dotted_keys_and_written_back_as_blocks(tmp_path):

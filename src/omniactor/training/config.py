@@ -37,6 +37,10 @@ from ..fileio import write_text_atomic
 __all__ = ["ActionTokenizerConfig", "ConfigError", "DomainConfig", "SourceConfig", "TrainConfig", "load_config"]
 
 
+#: how the encoding cache keeps a record's images (``training.data.PreprocessedCache``)
+CACHE_IMAGES = ("pixels", "tensors")
+
+
 class ConfigError(OmniactorError, ValueError):
     """A run configuration that cannot be used: an unknown key, a value of the wrong type, bad YAML."""
 
@@ -110,6 +114,10 @@ class TrainConfig:
     cache_dir: str | None = None
     """where preprocessed samples are cached (default: .omniactor-cache beside output_dir, shared by
     the runs of one parent folder)"""
+    cache_images: str = "pixels"
+    """how the cache keeps images: pixels (resized 8-bit; their tensors made again on reading, about a
+    millisecond per small image) | tensors (the processor's float32 tensors: up to 8x the disk, nothing
+    to redo; for image processing too slow to keep up with the training step)"""
 
     # -- optimisation -------------------------------------------------------------------
     output_dir: str = "outputs/train"
@@ -170,6 +178,8 @@ class TrainConfig:
         self.domains = blocks
         for key in FLAT_KEYS:
             setattr(self, key, None)
+        if self.cache_images not in CACHE_IMAGES:
+            raise ConfigError(f"cache_images: {self.cache_images!r} is not one of {', '.join(CACHE_IMAGES)}")
 
     @property
     def blocks(self) -> dict[str, DomainConfig]:

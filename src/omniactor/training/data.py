@@ -260,18 +260,18 @@ class PreprocessedCache(torch.utils.data.Dataset):
 
     @classmethod
     def open_or_build(cls, directory: str | Path, items: Sequence[Item], encoder: SampleEncoder,
-                      progress: bool = True) -> PreprocessedCache:
+                      progress: bool = True, keep_image_tensors: bool = False) -> PreprocessedCache:
         """The cache in ``directory``, encoding ``items`` into it first if it is not there yet."""
         if not (Path(directory) / "index.json").exists():
-            cls.build(directory, items, encoder, progress=progress)
+            cls.build(directory, items, encoder, progress=progress, keep_image_tensors=keep_image_tensors)
         return cls(directory, encoder)
 
     @staticmethod
     def build(directory: str | Path, items: Sequence[Item], encoder: SampleEncoder, progress: bool = True,
               keep_image_tensors: bool = False) -> None:
         """Encode every item into ``directory`` (written to a temporary folder, then renamed);
-        ``keep_image_tensors``: store the image tensors instead of the pixels (the cache before
-        pixels; ``benchmarks/bench_cache.py`` compares the two)."""
+        ``keep_image_tensors``: store the image tensors instead of the pixels (``cache_images:
+        tensors``; ``benchmarks/bench_train.py`` compares the two)."""
 
         directory = Path(directory)
         tmp = directory.with_name(directory.name + f".tmp-{os.getpid()}")

@@ -364,11 +364,12 @@ def train(config: TrainConfig, progress: bool = True) -> dict[str, Any]:
     encoder = sample_encoder(config, processor, action_tokenizers, state_widths, adapters)
     key = fingerprint([[folder_state(s.path) for s in config.data], processor_state(processor),
                        {d: t.config() for d, t in action_tokenizers.items()}, prompt_key(config),
-                       [s.path for s in config.data], state_widths, "canonical order"])
+                       [s.path for s in config.data], state_widths, "canonical order", config.cache_images])
     cache_dir = cache_root(config.cache_dir, output_dir) / key
     with accelerator.main_process_first():
         dataset = PreprocessedCache.open_or_build(cache_dir, items, encoder,
-                                                  progress=progress and accelerator.is_main_process)
+                                                  progress=progress and accelerator.is_main_process,
+                                                  keep_image_tensors=config.cache_images == "tensors")
     sampler = DomainBatchSampler(dataset.domains, dataset.sources, [s.weight for s in config.data],
                                  config.batch_size, config.seed)
     per_rank = config.batch_size // world
@@ -518,8 +519,9 @@ def evaluate_loss(config: TrainConfig, model: Any, processor: Any, encoder: Samp
     items = canonical_order(items)
     key = fingerprint([[folder_state(s.path) for s in config.eval_data], processor_state(processor),
                        {d: t.config() for d, t in encoder.action_tokenizers.items()}, prompt_key(config), "eval",
-                       encoder.state_layout.widths])
-    dataset = PreprocessedCache.open_or_build(cache_root / key, items, encoder, progress=progress)
+                       encoder.state_layout.widths, config.cache_images])
+    dataset = PreprocessedCache.open_or_build(cache_root / key, items, encoder, progress=progress,
+                                              keep_image_tensors=config.cache_images == "tensors")
     domain_ids = {d: i for i, d in enumerate(config.domains)}
     totals: dict[str, list[float]] = {}
     device = next(model.parameters()).device
