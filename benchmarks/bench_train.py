@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -132,6 +133,7 @@ def main() -> None:
           f"pipeline {result['tensors_pipeline_samples_per_s']:.1f} samples/s "
           f"({result['cache_size_ratio_tensors_over_pixels']:.1f}x the bytes)")
     print(json.dumps(result))
+    shutil.rmtree(work, ignore_errors=True)  # the caches, the example data and the run
 
 
 if __name__ == "__main__":
