@@ -11,9 +11,9 @@ from omniactor.training.config import SourceConfig
 from omniactor.training.data import DataError, DomainBatchSampler, SampleEncoder, collate, collect_items
 
 
-@pytest.fixture(scope="module")
-def encoder():
-    model, processor = build_model("tiny")
+def example_encoder(preset: str) -> SampleEncoder:
+    """An encoder of the example dataset's three domains for ``preset``'s processor (56 px, history 2)."""
+    model, processor = build_model(preset)
     processor = copy.deepcopy(processor)
     tokenizers = {"gui": build_action_tokenizer("gui_text"),
                   "embodied": build_action_tokenizer("uniform", num_bins=16, normalization=None,
@@ -22,6 +22,11 @@ def encoder():
     for tok in tokenizers.values():
         add_action_vocabulary(model, processor.tokenizer, tok)
     return SampleEncoder(processor, tokenizers, history=2, image_size=56)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return example_encoder("tiny")
 
 
 def test_loss_mask_covers_exactly_the_answer_tokens(encoder, example_data):
@@ -115,14 +120,7 @@ def test_the_cache_keeps_pixels_and_reads_back_exactly_the_processors_tensors(tm
     from omniactor.training.data import PreprocessedCache
     from omniactor.training.loop import canonical_order
 
-    model, processor = build_model(preset)
-    tokenizers = {"gui": build_action_tokenizer("gui_text"),
-                  "embodied": build_action_tokenizer("uniform", num_bins=16, normalization=None,
-                                                     names=["x", "y", "z", "roll", "pitch", "yaw", "gripper"]),
-                  "discrete": build_action_tokenizer("discrete_semlang", names=["done", "forward", "left", "right"])}
-    for tok in tokenizers.values():
-        add_action_vocabulary(model, processor.tokenizer, tok)
-    encoder = SampleEncoder(processor, tokenizers, history=2, image_size=56)
+    encoder = example_encoder(preset)
     items, _ = collect_items([SourceConfig(path=str(example_data))], ["gui", "embodied", "discrete"])
     items = canonical_order(items)[::5]
     PreprocessedCache.build(tmp_path / "pixels", items, encoder, progress=False)

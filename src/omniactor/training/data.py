@@ -22,6 +22,7 @@ import json
 import math
 import os
 import shutil
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,8 +287,6 @@ class PreprocessedCache(torch.utils.data.Dataset):
     @staticmethod
     def _build(directory: Path, tmp: Path, items: Sequence[Item], encoder: SampleEncoder, progress: bool,
                keep_image_tensors: bool) -> None:
-        import sys
-
         from safetensors.torch import save_file
         from tqdm.auto import tqdm
 
